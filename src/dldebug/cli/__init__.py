@@ -1,0 +1,1 @@
+"""The ``dldebug`` command line: thin typer commands over the Python API."""

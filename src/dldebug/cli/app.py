@@ -1,0 +1,105 @@
+"""The ``dldebug`` typer app and its entry point.
+
+Exit statuses: 0 ok; 1 ``--fail-on`` matched a finding; 2 bad input or usage
+(one clear message, never a traceback); 3 an internal error (a bug in dldebug:
+set ``DLDEBUG_DEBUG=1`` for the traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import typer
+from rich.text import Text
+
+from dldebug import __version__
+from dldebug.cli.common import err_console
+from dldebug.cli.registry import COMMANDS, CommandSpec
+from dldebug.errors import DldebugError, MissingDependencyError
+
+app = typer.Typer(
+    name="dldebug",
+    help="Find, explain and fix the silent bugs of deep learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dldebug {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Find, explain and fix the silent bugs of deep learning."""
+
+
+def _missing_command(spec: CommandSpec, module: str) -> Any:
+    def command(args: list[str] = typer.Argument(None, hidden=True)) -> None:
+        raise MissingDependencyError(module, spec.extra or module, f"dldebug {spec.name}")
+
+    command.__doc__ = f"{spec.help} [needs: pip install 'dldebug[{spec.extra}]']"
+    return command
+
+
+def _register(spec: CommandSpec) -> None:
+    missing = spec.missing()
+    if missing is not None:
+        app.command(spec.name, help=_missing_command(spec, missing).__doc__,
+                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
+            _missing_command(spec, missing))
+        return
+    module = importlib.import_module(spec.module)
+    app.command(spec.name, help=spec.help)(module.command)
+
+
+for _spec in COMMANDS:
+    _register(_spec)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) the status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="dldebug", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:  # typer.Exit is click's Exit
+        code = exc.exit_code
+    except click.exceptions.ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show(file=sys.stderr)
+        code = 2
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        code = 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        code = 130
+    except DldebugError as exc:
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+        code = 2
+    except Exception as exc:
+        if os.environ.get("DLDEBUG_DEBUG"):
+            raise
+        err_console.print(Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}\n"
+                          "This is a bug in dldebug; rerun with DLDEBUG_DEBUG=1 for the traceback and report it."),
+                          highlight=False, soft_wrap=True)
+        code = 3
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,330 @@
+"""Load models and tensors for the CLI — treating every file as untrusted.
+
+Models: ``package.module:factory`` (+ optional weights), a ``torch.export``
+``.pt2`` archive, a state dict in ``.safetensors``/``.pt``/``.pth``/``.bin``
+(always ``torch.load(..., weights_only=True)``), or an ``.onnx`` file.
+Tensors: ``.npy``/``.npz`` (``allow_pickle=False``) and ``.pt`` (weights only).
+
+No code path unpickles arbitrary objects: a pickle that needs more than
+tensors and plain containers is refused with :class:`UnsafeFileError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import pickle
+import sys
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dldebug.errors import FileFormatError, InputError, UnsafeFileError, require
+
+__all__ = [
+    "OnnxModel",
+    "load_factory",
+    "load_model",
+    "load_state_dict",
+    "load_tensor",
+    "load_tensors",
+    "parse_shape",
+]
+
+STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+_UNSAFE_HINT = (
+    "dldebug never unpickles arbitrary objects. Save weights with "
+    "torch.save(model.state_dict(), path) or safetensors, or the model with torch.export.save."
+)
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX model file, checked and ready for onnxruntime."""
+
+    path: Path
+    proto: Any  # onnx.ModelProto
+
+    @property
+    def input_names(self) -> list[str]:
+        initializers = {i.name for i in self.proto.graph.initializer}
+        return [i.name for i in self.proto.graph.input if i.name not in initializers]
+
+    def session(self, **options: Any) -> Any:
+        """A new ``onnxruntime.InferenceSession`` on the CPU."""
+        ort = require("onnxruntime", extra="onnx", feature="running an ONNX model")
+        return ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"], **options)
+
+
+def _check_exists(path: Path, what: str) -> None:
+    if not path.exists():
+        raise FileFormatError(f"{what} not found. Check the path (working directory: {Path.cwd()}).", path=path)
+    if path.is_dir():
+        raise FileFormatError(f"{what} is a folder, expected a file.", path=path)
+
+
+def load_factory(spec: str) -> Any:
+    """Import ``package.module:factory`` and return ``factory()``.
+
+    The current working directory is importable, so ``mymodels:build`` finds
+    ``./mymodels.py``.
+    """
+    if ":" not in spec:
+        raise InputError(f"Expected 'package.module:factory', got {spec!r}. Example: 'mymodels:build_cnn'.")
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"Expected 'package.module:factory', got {spec!r}. Example: 'mymodels:build_cnn'.")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise InputError(f"Cannot import module {module_name!r} from {spec!r}: {exc}. "
+                         "Run from the folder that holds it or install its package.") from None
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            names = sorted(n for n in dir(module) if not n.startswith("_"))[:20]
+            raise InputError(f"Module {module_name!r} has no attribute {attr!r}. Names it defines: {names}.")
+        target = getattr(target, part)
+    if isinstance(target, torch.nn.Module) or not callable(target):
+        return target
+    return target()
+
+
+def load_model(spec: str | Path, *, weights: str | Path | None = None) -> torch.nn.Module | OnnxModel:
+    """Load a model from a CLI spec.
+
+    Args:
+        spec: ``package.module:factory``, a ``.pt2`` archive or an ``.onnx`` file.
+        weights: an optional state dict (``.safetensors``/``.pt``) loaded into a factory's model.
+
+    Returns:
+        An ``nn.Module`` in eval mode, or an :class:`OnnxModel`.
+
+    Raises:
+        FileFormatError: missing, corrupt or unsupported file.
+        UnsafeFileError: a file that would need arbitrary unpickling.
+    """
+    text = str(spec)
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix in (".pt2", ".onnx") + STATE_DICT_SUFFIXES or path.exists():
+        _check_exists(path, "Model file")
+        if suffix == ".pt2":
+            model: Any = _load_exported(path)
+        elif suffix == ".onnx":
+            if weights is not None:
+                raise InputError("--weights applies to a 'module:factory' model, not to an .onnx file.")
+            return _load_onnx(path)
+        elif suffix in STATE_DICT_SUFFIXES:
+            load_state_dict(path)  # validates the file first, so a corrupt one is named as such
+            raise InputError(
+                f"{path} holds weights only (a state dict), not an architecture. Give the architecture as "
+                f"'package.module:factory' and the file with --weights {path}."
+            )
+        else:
+            raise FileFormatError(f"unsupported model file type {suffix!r}; expected .pt2, .onnx, or a "
+                                  "'package.module:factory' spec with --weights FILE.", path=path)
+    else:
+        model = load_factory(text)
+        if not isinstance(model, torch.nn.Module):
+            raise InputError(f"{text} returned {type(model).__name__}, expected a torch.nn.Module.")
+    if weights is not None:
+        state = load_state_dict(weights)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0:3]
+            raise InputError(f"Weights in {weights} do not fit the model from {spec}: {' '.join(first)}") from None
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _weights_only_unpickling() -> Iterator[None]:
+    """Force every ``torch.load`` to ``weights_only=True`` and refuse raw pickle loads.
+
+    ``torch.export.load`` falls back to ``weights_only=False`` for some archive
+    entries; inside this context that fallback cannot execute code.
+    """
+    from torch.export.pt2_archive import _package
+
+    original_load = torch.load
+    original_pickle = _package.pickle
+    original_c_load = getattr(torch._C, "_pickle_load_obj", None)
+
+    def safe_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original_load(*args, **kwargs)
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("the archive holds a pickled Python object (custom class or script object)")
+
+    class _NoPickle:
+        loads = staticmethod(refuse)
+        load = staticmethod(refuse)
+        UnpicklingError = pickle.UnpicklingError
+
+    torch.load = safe_load  # type: ignore[assignment]
+    _package.pickle = _NoPickle  # type: ignore[assignment]
+    if original_c_load is not None:
+        torch._C._pickle_load_obj = refuse
+    try:
+        yield
+    finally:
+        torch.load = original_load  # type: ignore[assignment]
+        _package.pickle = original_pickle
+        if original_c_load is not None:
+            torch._C._pickle_load_obj = original_c_load
+
+
+def _load_exported(path: Path) -> torch.nn.Module:
+    data = path.read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise FileFormatError("not a torch.export archive (not a zip file; truncated or corrupt?). "
+                              "Create one with torch.export.save(torch.export.export(model, args), path).",
+                              path=path)
+    try:
+        with _weights_only_unpickling():
+            program = torch.export.load(io.BytesIO(data))
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(f"refused to load: {str(exc).splitlines()[0]}. {_UNSAFE_HINT}", path=path) from None
+    except Exception as exc:  # torch raises many types for damaged archives
+        raise FileFormatError(f"cannot read the torch.export archive ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Is it truncated or "
+                              "from an incompatible torch version?", path=path) from None
+    return program.module()
+
+
+def _load_onnx(path: Path) -> OnnxModel:
+    onnx = require("onnx", extra="onnx", feature="loading an .onnx model")
+    try:
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise FileFormatError(f"not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+                              path=path) from None
+    return OnnxModel(path, proto)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``.safetensors`` or a weights-only torch file.
+
+    A checkpoint dict holding the weights under ``"state_dict"`` or ``"model"``
+    (Lightning, common training scripts) is unwrapped.
+    """
+    path = Path(path)
+    _check_exists(path, "Weights file")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise FileFormatError(f"not a valid safetensors file ({exc}).", path=path) from None
+    obj = _torch_load_weights_only(path)
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise FileFormatError(f"expected a state dict (names -> tensors), got {type(obj).__name__}.", path=path)
+    return {str(k): v for k, v in obj.items()}
+
+
+def _torch_load_weights_only(path: Path) -> Any:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc).split("\n")[0][:200]
+        if "Weights only load failed" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
+            raise UnsafeFileError(f"refused to load: the file holds pickled Python objects beyond tensors "
+                                  f"({detail}). {_UNSAFE_HINT}", path=path) from None
+        raise FileFormatError(f"corrupt or truncated torch file ({detail}).", path=path) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        detail = str(exc).split("\n")[0][:200] or type(exc).__name__
+        raise FileFormatError(f"corrupt or truncated torch file ({detail}).", path=path) from None
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors in ``.npy`` (key ``"x"``), ``.npz`` or ``.pt`` (a tensor or a dict of tensors)."""
+    path = Path(path)
+    _check_exists(path, "Tensor file")
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        try:
+            loaded = np.load(str(path), allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise UnsafeFileError(f"refused: the array file holds pickled objects. {_UNSAFE_HINT}",
+                                      path=path) from None
+            raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
+        if isinstance(loaded, np.ndarray):
+            return {"x": torch.from_numpy(np.ascontiguousarray(loaded))}
+        try:
+            with loaded:
+                return {k: torch.from_numpy(np.ascontiguousarray(loaded[k])) for k in loaded.files}
+        except ValueError as exc:
+            raise UnsafeFileError(f"refused: the .npz holds pickled objects ({exc}). {_UNSAFE_HINT}",
+                                  path=path) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
+    if suffix in (".pt", ".pth"):
+        obj = _torch_load_weights_only(path)
+        if isinstance(obj, torch.Tensor):
+            return {"x": obj}
+        if isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {str(k): v for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in obj):
+            return {str(i): v for i, v in enumerate(obj)}
+        raise FileFormatError(f"expected a tensor or a dict of tensors, got {type(obj).__name__}.", path=path)
+    raise FileFormatError(f"unsupported tensor file type {suffix!r}; expected .npy, .npz or .pt.", path=path)
+
+
+def load_tensor(path: str | Path, key: str | None = None) -> torch.Tensor:
+    """One tensor from a file; ``key`` picks one from an ``.npz`` or a dict ``.pt``."""
+    tensors = load_tensors(path)
+    if key is None:
+        if len(tensors) == 1:
+            return next(iter(tensors.values()))
+        raise InputError(f"{path} holds {len(tensors)} arrays {sorted(tensors)}; choose one with a key "
+                         f"(CLI: FILE:KEY, e.g. {path}:{sorted(tensors)[0]}).")
+    if key not in tensors:
+        raise InputError(f"{path} has no array {key!r}; it holds {sorted(tensors)}.")
+    return tensors[key]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """Parse ``"1x3x224x224"`` or ``"1,3,224,224"`` into a shape tuple."""
+    parts = text.replace("x", ",").replace("X", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise InputError(f"Cannot parse input shape {text!r}; write it as 1x3x32x32 (or a .npy/.pt file).") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise InputError(f"Input shape {text!r} must have positive sizes, e.g. 1x3x32x32.")
+    return shape
+
+
+def load_input(text: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
+    """A CLI ``--input``: a shape (random normal, seeded), ``FILE`` or ``FILE:KEY``."""
+    candidate = Path(text)
+    if candidate.suffix.lower() in (".npy", ".npz", ".pt", ".pth") or candidate.exists():
+        return load_tensor(candidate)
+    head, _, key = text.rpartition(":")
+    if head and Path(head).suffix.lower() in (".npz", ".pt", ".pth"):
+        return load_tensor(head, key)
+    shape = parse_shape(text)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=dtype)
