@@ -46,26 +46,41 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = ("checks", "compare", "compress", "ctc", "curves", "io", "labels", "lr", "monitor", "nn",
                "preflight", "report", "testing")
 
-__all__ = sorted([
+__all__ = [
     "CheckResult",
+    "Comparison",
     "ConfigError",
     "DldebugError",
-    "FileFormatError",
     "Figure",
+    "FileFormatError",
     "Finding",
     "InputError",
+    "LabelAlignment",
     "LayerNotFoundError",
     "MissingDependencyError",
+    "OverfitResult",
     "Report",
     "Series",
     "Severity",
     "Span",
     "Table",
     "TrainingCheckError",
+    "TrainingMonitor",
     "UnsafeFileError",
     "__version__",
-    *_LAZY,
-])
+    "can_overfit",
+    "check_ctc",
+    "check_label_alignment",
+    "check_model",
+    "compare_models",
+    "diagnose_curve",
+    "feature_extractor",
+    "folder_classes",
+    "parameter_audit",
+    "preflight",
+    "probe_equivariance",
+    "task_specific_layers",
+]
 
 
 def __getattr__(name: str) -> Any:

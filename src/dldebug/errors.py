@@ -71,7 +71,7 @@ class TrainingCheckError(DldebugError, RuntimeError):
     """A strict-mode check found a problem inside a training loop."""
 
 
-def require(module: str, *, extra: str, feature: str, package: str | None = None):  # noqa: ANN201
+def require(module: str, *, extra: str, feature: str, package: str | None = None):
     """Import an optional module or raise :class:`MissingDependencyError`.
 
     Args:

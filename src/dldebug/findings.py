@@ -215,8 +215,8 @@ class Series:
     """One data series of a figure."""
 
     label: str
-    x: tuple[float, ...]
-    y: tuple[float, ...]
+    x: Sequence[float]
+    y: Sequence[float]
     style: Literal["line", "scatter", "bar", "step"] = "line"
 
     def __post_init__(self) -> None:
@@ -266,14 +266,14 @@ class Figure:
 
     name: str
     title: str = ""
-    series: tuple[Series, ...] = ()
-    spans: tuple[Span, ...] = ()
-    markers: tuple[tuple[float, str], ...] = ()  # vertical lines: (x, label)
+    series: Sequence[Series] = ()
+    spans: Sequence[Span] = ()
+    markers: Sequence[tuple[float, str]] = ()  # vertical lines: (x, label)
     xlabel: str = ""
     ylabel: str = ""
     logx: bool = False
     logy: bool = False
-    matrix: tuple[tuple[float, ...], ...] | None = None
+    matrix: Sequence[Sequence[float]] | None = None
     caption: str = ""
 
     def __post_init__(self) -> None:

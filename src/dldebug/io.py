@@ -116,7 +116,7 @@ def load_model(spec: str | Path, *, weights: str | Path | None = None) -> torch.
     text = str(spec)
     path = Path(text)
     suffix = path.suffix.lower()
-    if suffix in (".pt2", ".onnx") + STATE_DICT_SUFFIXES or path.exists():
+    if suffix in (".pt2", ".onnx", *STATE_DICT_SUFFIXES) or path.exists():
         _check_exists(path, "Model file")
         if suffix == ".pt2":
             model: Any = _load_exported(path)
@@ -144,7 +144,11 @@ def load_model(spec: str | Path, *, weights: str | Path | None = None) -> torch.
         except RuntimeError as exc:
             first = str(exc).splitlines()[0:3]
             raise InputError(f"Weights in {weights} do not fit the model from {spec}: {' '.join(first)}") from None
-    return model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # torch.export modules carry their mode in the graph
+        pass
+    return model
 
 
 @contextlib.contextmanager

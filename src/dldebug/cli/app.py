@@ -22,15 +22,6 @@ from dldebug.cli.common import err_console
 from dldebug.cli.registry import COMMANDS, CommandSpec
 from dldebug.errors import DldebugError, MissingDependencyError
 
-app = typer.Typer(
-    name="dldebug",
-    help="Find, explain and fix the silent bugs of deep learning.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -38,7 +29,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
@@ -50,37 +40,61 @@ def _missing_command(spec: CommandSpec, module: str) -> Any:
     def command(args: list[str] = typer.Argument(None, hidden=True)) -> None:
         raise MissingDependencyError(module, spec.extra or module, f"dldebug {spec.name}")
 
-    command.__doc__ = f"{spec.help} [needs: pip install 'dldebug[{spec.extra}]']"
+    command.__doc__ = f"{spec.help} [needs: pip install 'dldebug[{spec.extra or module}]']"
     return command
 
 
-def _register(spec: CommandSpec) -> None:
-    missing = spec.missing()
-    if missing is not None:
-        app.command(spec.name, help=_missing_command(spec, missing).__doc__,
-                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
-            _missing_command(spec, missing))
-        return
-    module = importlib.import_module(spec.module)
-    app.command(spec.name, help=spec.help)(module.command)
+def build_app(commands: Sequence[CommandSpec] = COMMANDS) -> typer.Typer:
+    """The typer app with every command of ``commands`` registered.
+
+    A command whose required module is missing is still listed; running it
+    says which extra to install.
+    """
+    application = typer.Typer(
+        name="dldebug",
+        help="Find, explain and fix the silent bugs of deep learning.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    application.callback()(_root)
+    for spec in commands:
+        missing = spec.missing()
+        if missing is not None:
+            stub = _missing_command(spec, missing)
+            application.command(spec.name, help=stub.__doc__, short_help=stub.__doc__,
+                                context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(stub)
+            continue
+        module = importlib.import_module(spec.module)
+        application.command(spec.name, help=spec.help)(module.command)
+    return application
 
 
-for _spec in COMMANDS:
-    _register(_spec)
+app = build_app()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# typer >= 0.20 vendors click and raises its own classes; older typer raises click's.
+_EXIT: tuple[type[Any], ...] = (typer.Exit, click.exceptions.Exit)
+_USAGE: tuple[type[Any], ...] = tuple({getattr(typer, "TyperException", click.ClickException), click.ClickException})
+_ABORT: tuple[type[Any], ...] = (typer.Abort, click.exceptions.Abort)
+
+
+def main(argv: Sequence[str] | None = None, *, application: typer.Typer | None = None) -> int:
     """Run the CLI; returns (and, as a console script, exits with) the status."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(args=args, prog_name="dldebug", standalone_mode=False)
+        result = (application or app)(args=args, prog_name="dldebug", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:  # typer.Exit is click's Exit
+    except _EXIT as exc:
         code = exc.exit_code
-    except click.exceptions.ClickException as exc:  # usage errors: bad option, missing argument
-        exc.show(file=sys.stderr)
+    except _USAGE as exc:  # usage errors: bad option, missing argument
+        if hasattr(exc, "show"):
+            exc.show(file=sys.stderr)
+        else:
+            err_console.print(Text.assemble(("error: ", "bold red"), str(exc)))
         code = 2
-    except click.exceptions.Abort:
+    except _ABORT:
         err_console.print("aborted")
         code = 130
     except KeyboardInterrupt:

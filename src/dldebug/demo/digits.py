@@ -38,7 +38,7 @@ def load_digits_data(*, test_fraction: float = 0.25, seed: int = 0, normalise: b
     images = bunch.images.astype(np.float32)  # (1797, 8, 8), values 0..16
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
-    n_test = int(round(len(labels) * test_fraction))
+    n_test = round(len(labels) * test_fraction)
     test_idx, train_idx = order[:n_test], order[n_test:]
     x = torch.from_numpy(images).unsqueeze(1)
     if normalise:

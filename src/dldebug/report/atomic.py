@@ -39,7 +39,10 @@ def write_with(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return write_with(path, lambda handle: handle.write(data) and None)
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write_with(path, write)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -89,9 +89,9 @@ def figure_svg(fig: Figure) -> str:
                 ax.plot(x, y, label=s.label, linewidth=1.2)
         for span in fig.spans:
             ax.axvspan(span.start, span.end, color=_SPAN_COLOURS[span.severity], alpha=0.35, label=span.label)
-        for x, label in fig.markers:
-            ax.axvline(x, color="#c62828", linestyle="--", linewidth=1)
-            ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), fontsize=8, rotation=90,
+        for x_marker, label in fig.markers:
+            ax.axvline(x_marker, color="#c62828", linestyle="--", linewidth=1)
+            ax.annotate(label, (x_marker, 1.0), xycoords=("data", "axes fraction"), fontsize=8, rotation=90,
                         va="top", ha="right", color="#c62828")
         if fig.logx:
             ax.set_xscale("log")
