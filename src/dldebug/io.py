@@ -144,10 +144,8 @@ def load_model(spec: str | Path, *, weights: str | Path | None = None) -> torch.
         except RuntimeError as exc:
             first = str(exc).splitlines()[0:3]
             raise InputError(f"Weights in {weights} do not fit the model from {spec}: {' '.join(first)}") from None
-    try:
+    with contextlib.suppress(NotImplementedError):  # torch.export modules carry their mode in the graph
         model.eval()
-    except NotImplementedError:  # torch.export modules carry their mode in the graph
-        pass
     return model
 
 
