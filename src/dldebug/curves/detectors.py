@@ -1,0 +1,235 @@
+"""The curve detectors: pure functions on a normalised, binned curve.
+
+Every detector sees the curve with "lower is better" (``mode="max"`` curves are
+negated first) and divided by its largest magnitude, so thresholds are free of
+the caller's scale. A detector returns a :class:`Detection` (bin indices and
+levels in those normalised units) or ``None``; :mod:`dldebug.curves.analysis`
+turns detections into findings in the caller's steps and units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dldebug.curves.signal import mad_sigma, noise_sigma, odd, smooth_mean, smooth_median
+
+__all__ = [
+    "CurveShape",
+    "Detection",
+    "describe",
+    "detect_collapse",
+    "detect_diverging",
+    "detect_oscillation",
+    "detect_plateau",
+    "detect_stuck",
+]
+
+#: A fall smaller than this fraction of the starting level is no meaningful fall.
+MIN_RELATIVE_FALL = 0.05
+#: A rise above the best level must exceed this fraction of the best level to count as divergence.
+MIN_RELATIVE_RISE = 0.3
+#: Swings must reach this fraction of the curve's typical level to count as large.
+MIN_RELATIVE_SWING = 0.1
+#: An early flat stretch must cover at least this fraction of the run to be a plateau.
+MIN_PLATEAU_FRACTION = 0.1
+#: A collapsed loss sits this many times below its starting level (two orders of magnitude).
+COLLAPSE_FACTOR = 100.0
+#: A spike in a collapsed loss exceeds its median level by this factor.
+SPIKE_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected phenomenon: a bin range, levels (normalised units) and unit-free numbers."""
+
+    check: str
+    start: int  # first bin of the segment
+    end: int  # last bin of the segment (inclusive)
+    levels: dict[str, float] = field(default_factory=dict)
+    numbers: dict[str, float | int] = field(default_factory=dict)
+    marks: dict[str, int] = field(default_factory=dict)  # evidence key -> bin index (a step)
+    raw_marks: dict[str, int] = field(default_factory=dict)  # evidence key -> raw point index (a step)
+
+
+@dataclass(frozen=True)
+class CurveShape:
+    """What every detector needs: the binned curve, its smoothings and robust levels."""
+
+    y: np.ndarray  # binned, normalised, lower is better
+    light: np.ndarray  # light running median (noise removed, shape kept)
+    trend: np.ndarray  # running median, or a running mean over whole oscillation periods
+    trend_width: int
+    sigma: float  # point-to-point noise of y
+    sigma_light: float
+    sigma_trend: float
+    start_level: float  # median of the first bins
+    end_level: float  # median of the last bins
+    head: int  # bins used for the start and end levels
+    period: float | None  # oscillation period in bins, when one was found
+
+    @property
+    def size(self) -> int:
+        return len(self.y)
+
+    @property
+    def fall(self) -> float:
+        """How far the curve ended below where it started (negative: it ended higher)."""
+        return self.start_level - self.end_level
+
+    def fall_threshold(self) -> float:
+        """The smallest fall that is meaningful against this curve's noise and level."""
+        return max(4.0 * self.sigma_trend, MIN_RELATIVE_FALL * abs(self.start_level))
+
+
+def describe(y: np.ndarray, period: float | None) -> CurveShape:
+    """Smooth ``y`` and measure its noise and levels; ``period`` (bins) sets the trend window."""
+    m = len(y)
+    sigma = noise_sigma(y)
+    light_width = odd(m / 50)
+    light = smooth_median(y, light_width)
+    if period is not None:
+        trend_width = odd(2 * period)
+        trend = smooth_mean(smooth_median(y, 3), trend_width)
+        sigma_trend = sigma / np.sqrt(trend_width)
+    else:
+        trend_width = odd(m / 10, 5)
+        trend = smooth_median(y, trend_width)
+        sigma_trend = 1.2533 * sigma / np.sqrt(trend_width)  # efficiency of the median
+    head = max(5, m // 20)
+    return CurveShape(
+        y=y, light=light, trend=trend, trend_width=trend_width, sigma=sigma,
+        sigma_light=1.2533 * sigma / np.sqrt(light_width), sigma_trend=float(sigma_trend),
+        start_level=float(np.median(y[:head])), end_level=float(np.median(y[-head:])), head=head,
+        period=period,
+    )
+
+
+def detect_oscillation(y: np.ndarray) -> Detection | None:
+    """Large, repeated swings around a flat trend, counted with hysteresis.
+
+    A swing counts when the curve (median of 3, so lone spikes vanish) crosses
+    from above ``base + band`` to below ``base - band`` or back, where ``base`` is
+    a wide running median. Four or more crossings (two whole periods) whose
+    trend over whole periods moves less than the swing itself are an oscillation.
+    """
+    m = len(y)
+    if m < 12:
+        return None
+    sigma = noise_sigma(y)
+    base = smooth_median(y, odd(m / 4, 5))
+    residual = smooth_median(y, 3) - base
+    band = max(3.0 * sigma, MIN_RELATIVE_SWING * float(np.median(np.abs(base))))
+    side = np.where(residual > band, 1, np.where(residual < -band, -1, 0))
+    where = np.flatnonzero(side)
+    if len(where) < 2:
+        return None
+    flips = np.flatnonzero(np.diff(side[where]) != 0)
+    if len(flips) < 4:
+        return None
+    first, last = int(where[flips[0]]), int(where[flips[-1] + 1])
+    period = 2.0 * (last - first) / len(flips)
+    if period < 2:
+        return None
+    trend = smooth_mean(smooth_median(y, 3), odd(2 * period))
+    swing = float(np.percentile(residual[first:last + 1], 95) - np.percentile(residual[first:last + 1], 5))
+    drift = abs(float(trend[last] - trend[first]))
+    if drift > swing / 2:
+        return None  # a trend carries the swings (e.g. a cyclic learning rate on a falling loss)
+    return Detection("loss.oscillating", first, last, levels={"swing": swing, "drift": drift},
+                     numbers={"swings": len(flips), "period_bins": period})
+
+
+def detect_diverging(shape: CurveShape) -> Detection | None:
+    """A sustained rise of the trend well above the best level it reached."""
+    trend = shape.trend
+    best = int(np.argmin(trend))
+    best_level = float(trend[best])
+    threshold = max(5.0 * shape.sigma_trend, MIN_RELATIVE_RISE * abs(best_level),
+                    0.25 * max(shape.start_level - best_level, 0.0))
+    above = trend > best_level + threshold
+    if not above[-1]:
+        return None
+    inside = np.flatnonzero(~above)
+    crossing = int(inside[-1]) + 1 if len(inside) else 0
+    if shape.size - crossing < max(3, shape.size // 20):
+        return None  # too short to be sustained: a spike at the end
+    near_best = np.flatnonzero(trend[:crossing] <= best_level + 0.1 * threshold)
+    onset = int(near_best[-1]) if len(near_best) else crossing
+    final = float(trend[-1])
+    return Detection("loss.diverging", onset, shape.size - 1,
+                     levels={"best_level": best_level, "final_level": final, "threshold": threshold},
+                     marks={"best_step": best, "crossing_step": crossing})
+
+
+def detect_stuck(shape: CurveShape) -> Detection | None:
+    """No meaningful fall from the starting level to the end of the run."""
+    threshold = shape.fall_threshold()
+    if shape.fall > threshold:
+        return None
+    return Detection("loss.stuck", 0, shape.size - 1,
+                     levels={"start_level": shape.start_level, "end_level": shape.end_level,
+                             "threshold": threshold, "best_level": float(np.min(shape.trend))})
+
+
+def detect_plateau(shape: CurveShape) -> Detection | None:
+    """A flat stretch at the start that ended in a meaningful fall.
+
+    The plateau ends at the last bin still inside its noise band (start level
+    minus three noise sigmas of the lightly smoothed curve) before the trend
+    leaves that band for good: the onset of the fall, not the middle of it.
+    """
+    if shape.fall <= shape.fall_threshold():
+        return None
+    level = shape.start_level
+    band = 3.0 * shape.sigma_light + 1e-12
+    # The trend halfway down is surely inside the fall; the plateau ends at the last
+    # lightly smoothed point still inside the band before it.
+    halfway = np.flatnonzero(shape.trend < level - max(band, shape.fall / 2))
+    if not len(halfway):
+        return None
+    inside = np.flatnonzero(shape.light[: int(halfway[0]) + 1] >= level - band)
+    if not len(inside):
+        return None
+    end = int(inside[-1])
+    if end + 1 < max(3, MIN_PLATEAU_FRACTION * shape.size):
+        return None
+    flat = shape.light[: end + 1]
+    if np.mean(np.abs(flat - level) <= band) < 0.9:
+        return None  # not flat: the curve wandered out of the band before the fall
+    return Detection("loss.plateau", 0, end,
+                     levels={"plateau_level": level, "level_after": shape.end_level, "band": band},
+                     numbers={"fraction_of_run": (end + 1) / shape.size})
+
+
+def detect_collapse(shape: CurveShape, raw: np.ndarray, first_index: np.ndarray) -> Detection | None:
+    """A loss pinned orders of magnitude below its start, with recurring spikes (lesson 6).
+
+    Spikes are counted on the raw points (``raw``; ``first_index`` maps bins to
+    raw indices) so that binning long curves does not hide them.
+    """
+    start = shape.start_level
+    if start <= 0:
+        return None
+    tail_median = float(np.median(shape.y[shape.size // 2:]))
+    if tail_median > start / COLLAPSE_FACTOR:
+        return None
+    # The collapse begins where the trend comes down to (a few times) the pinned level for good.
+    above = np.flatnonzero(shape.trend > np.sqrt(SPIKE_FACTOR) * max(tail_median, 0.0))
+    begin = int(above[-1]) + 1 if len(above) else 0
+    if shape.size - begin < max(10, shape.size // 10):
+        return None
+    segment = raw[int(first_index[begin]):]
+    median = float(np.median(segment))
+    is_spike = segment > SPIKE_FACTOR * max(median, 0.0) + 3.0 * mad_sigma(segment)
+    events = np.flatnonzero(np.diff(is_spike.astype(np.int8)) == 1) + 1
+    if is_spike[0]:
+        events = np.concatenate([[0], events])
+    if len(events) < 3:
+        return None
+    return Detection("loss.collapsed", begin, shape.size - 1,
+                     levels={"start_level": start, "median_level": median,
+                             "max_spike": float(np.max(segment))},
+                     numbers={"spikes": len(events)},
+                     raw_marks={"first_spike_step": int(first_index[begin]) + int(events[0])})

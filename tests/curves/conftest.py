@@ -1,0 +1,63 @@
+"""Synthetic curve families shared by the curve tests (fixed seeds)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def healthy(n: int = 1000, noise: float = 0.05, scale: float = 1.0, seed: int = 0, tau: float = 0.15) -> np.ndarray:
+    """Exponential decay 2.3 -> 0.1 with multiplicative-plus-additive noise, times ``scale``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    clean = 0.1 + 2.2 * np.exp(-t / (tau * n))
+    return scale * np.abs(clean * (1 + noise * rng.standard_normal(n)) + 0.2 * noise * rng.standard_normal(n))
+
+
+def plateau_then_fall(n: int = 1000, onset: float = 0.3, noise: float = 0.02, seed: int = 0,
+                      tau: float = 0.1) -> tuple[np.ndarray, int]:
+    """Flat at 2.3 until ``onset * n``, then an exponential fall toward 0.2; returns (curve, onset index)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    start = int(onset * n)
+    clean = np.where(t < start, 2.3, 0.2 + 2.1 * np.exp(-(t - start) / (tau * n)))
+    return clean + noise * rng.standard_normal(n), start
+
+
+def flat(n: int = 1000, level: float = 2.3, noise: float = 0.02, seed: int = 0) -> np.ndarray:
+    return level + noise * np.random.default_rng(seed).standard_normal(n)
+
+
+def diverging(n: int = 1000, noise: float = 0.05, seed: int = 0, onset: float = 0.5) -> tuple[np.ndarray, int]:
+    """Falls like a healthy run, then rises exponentially from ``onset * n``; returns (curve, onset)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    start = int(onset * n)
+    clean = 0.3 + 2.0 * np.exp(-t / (0.05 * n)) + np.where(t < start, 0.0, np.expm1((t - start) / (0.1 * n)))
+    return clean * (1 + noise * rng.standard_normal(n)), start
+
+
+def oscillating(n: int = 1000, periods: float = 8, amplitude: float = 0.5, noise: float = 0.05,
+                seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 1.2 + amplitude * np.sin(2 * np.pi * periods * t / n) + noise * rng.standard_normal(n)
+
+
+def collapsed(n: int = 1000, spikes: int = 6, seed: int = 0) -> np.ndarray:
+    """Falls from 2.3 to ~1e-4 (log-normal noise) with ``spikes`` short spikes to ~0.5 in the second half."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    clean = np.exp(np.log(2.3) + (np.log(1e-4) - np.log(2.3)) * np.minimum(t / (0.3 * n), 1.0))
+    curve = clean * np.exp(0.3 * rng.standard_normal(n))
+    where = rng.choice(np.arange(n // 2, n - 2), size=spikes, replace=False)
+    curve[where] = 0.5 * np.exp(0.3 * rng.standard_normal(spikes))
+    return curve
+
+
+def with_spikes(curve: np.ndarray, count: int = 5, height: float = 10.0, seed: int = 1) -> np.ndarray:
+    """The curve with ``count`` single-point spikes ``height`` times its value."""
+    rng = np.random.default_rng(seed)
+    out = curve.copy()
+    where = rng.choice(np.arange(5, len(curve) - 5), size=count, replace=False)
+    out[where] *= height
+    return out
