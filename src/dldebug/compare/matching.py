@@ -1,0 +1,225 @@
+"""Pair the layers of two models whose names differ.
+
+Order of precedence: an explicit ``mapping`` (a name -> b name), equal names
+(a PyTorch module and the ONNX nodes exported from it), then the execution order
+of parameterised layers (conv, dense, norms, recurrent) with compatible kinds and
+weight shapes; the layers in between (activations, pools, flatten) are paired by
+kind inside each gap. Every pair's weights are compared up to the known layout
+transforms; a BatchNorm folded into the preceding conv (optimised ONNX) and a
+Keras activation fused into its layer are recognised. What stays unpaired is
+listed, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dldebug.compare.layout import flatten_permutation
+from dldebug.compare.records import Capture, LayerRecord
+from dldebug.errors import LayerNotFoundError
+
+__all__ = ["LayerPair", "Matching", "match_layers", "weight_relation"]
+
+_IGNORED = frozenset({"other", "dropout", "identity"})
+
+
+@dataclass
+class LayerPair:
+    """Two layers judged to compute the same thing; ``a``/``b`` are the records whose outputs are compared.
+
+    ``a_feed``/``b_feed`` name the layers whose input starts the pair (they differ from
+    ``a``/``b`` when an activation is fused or a BatchNorm folded).
+    """
+
+    a: LayerRecord
+    b: LayerRecord
+    a_feed: LayerRecord
+    b_feed: LayerRecord
+    how: str
+    weights: str = "n/a"
+    note: str = ""
+
+    @property
+    def a_name(self) -> str:
+        return self.a.name if self.a_feed is self.a else f"{self.a_feed.name}+{self.a.name}"
+
+    @property
+    def b_name(self) -> str:
+        return self.b.name if self.b_feed is self.b else f"{self.b_feed.name}+{self.b.name}"
+
+
+@dataclass
+class Matching:
+    pairs: list[LayerPair] = field(default_factory=list)
+    unmatched_a: list[LayerRecord] = field(default_factory=list)
+    unmatched_b: list[LayerRecord] = field(default_factory=list)
+
+
+def _close(x: np.ndarray, y: np.ndarray) -> bool:
+    return x.shape == y.shape and bool(np.allclose(x, y, rtol=1e-5, atol=1e-6))
+
+
+def weight_relation(a: LayerRecord, b: LayerRecord, flatten_shapes: Sequence[tuple[tuple[int, ...], str]]) -> str:
+    """How b's weights relate to a's, e.g. ``"same"``, ``"same up to NHWC-flatten permutation"``, ``"differ"``.
+
+    ``"same as stored, flatten order not permuted"`` means b copied a dense layer's weights
+    as they are although the flatten before it orders features differently in b.
+    """
+    if not a.params or not b.params:
+        return "n/a"
+    wa, wb = a.params.get("weight"), b.params.get("weight")
+    others = [k for k in a.params if k != "weight" and k in b.params]
+    rest_same = all(_close(a.params[k], b.params[k]) for k in others)
+    if wa is None or wb is None:
+        return "same" if rest_same and others else "differ"
+    if wa.shape != wb.shape:
+        return f"shape differs {list(wa.shape)} vs {list(wb.shape)}"
+    permuted = None
+    if a.kind == "dense" and a.layout != b.layout and wa.ndim == 2:
+        for shape, layout in flatten_shapes:
+            spatial = len(shape) >= 2 and shape[0] * shape[1] > 1
+            if layout == a.layout and spatial and int(np.prod(shape)) == wa.shape[1]:
+                permuted = wa[:, flatten_permutation(shape, a.layout)]
+                break
+    if permuted is not None and _close(permuted, wb):
+        return "same up to NHWC-flatten permutation" if rest_same else "differ (bias)"
+    if _close(wa, wb):
+        if not rest_same:
+            return "differ (bias or statistics)"
+        return "same as stored, flatten order not permuted" if permuted is not None else "same"
+    return "differ"
+
+
+def _compatible(x: LayerRecord, y: LayerRecord) -> bool:
+    if x.kind != y.kind:
+        return False
+    wx, wy = x.params.get("weight"), y.params.get("weight")
+    if wx is not None and wy is not None and wx.shape != wy.shape:
+        return False
+    return x.output is None or y.output is None or x.output.size == y.output.size
+
+
+def match_layers(ca: Capture, cb: Capture, mapping: Mapping[str, str] | None = None) -> Matching:
+    """Pair the layers of two captures (see the module docstring for the rules).
+
+    Raises:
+        LayerNotFoundError: a name in ``mapping`` is not a layer of its model.
+    """
+    ra = [r for r in ca.records if r.kind not in _IGNORED and r.output is not None]
+    rb = [r for r in cb.records if r.kind not in _IGNORED and r.output is not None]
+    flatten_shapes = [(r.flatten_from, r.layout) for r in ca.records + cb.records if r.flatten_from]
+    pos_a, pos_b = {id(r): i for i, r in enumerate(ra)}, {id(r): i for i, r in enumerate(rb)}
+    pairs: dict[int, LayerPair] = {}
+    used_b: set[int] = set()
+
+    def add(x: LayerRecord, y: LayerRecord, how: str) -> LayerPair:
+        pair = LayerPair(x, y, x, y, how, weight_relation(x, y, flatten_shapes))
+        pairs[id(x)] = pair
+        used_b.add(id(y))
+        return pair
+
+    for a_name, b_name in (mapping or {}).items():
+        add(_find(ra, a_name, "a"), _find(rb, b_name, "b"), "mapping")
+    b_names = {r.name: r for r in rb}
+    for x in ra:
+        y = b_names.get(x.name)
+        if id(x) not in pairs and y is not None and id(y) not in used_b and x.kind == y.kind:
+            add(x, y, "name")
+    _match_by_order(ra, rb, pairs, used_b, add)
+    _fold_batchnorms(ra, rb, pairs, used_b, pos_a, pos_b)
+    _merge_fused(ra, rb, pairs, used_b, pos_a, pos_b)
+    _match_gaps(ra, rb, pairs, used_b, pos_b, add)
+    ordered = [pairs[id(r)] for r in ra if id(r) in pairs]
+    covered_a = {id(p.a) for p in ordered} | {id(p.a_feed) for p in ordered}
+    covered_b = {id(p.b) for p in ordered} | {id(p.b_feed) for p in ordered}
+    return Matching(ordered, [r for r in ra if id(r) not in covered_a], [r for r in rb if id(r) not in covered_b])
+
+
+def _find(records: list[LayerRecord], name: str, side: str) -> LayerRecord:
+    for r in records:
+        if r.name == name:
+            return r
+    close = difflib.get_close_matches(name, [r.name for r in records], n=5)
+    raise LayerNotFoundError(f"mapping names layer {name!r}, which model {side} does not have; "
+                             f"close matches: {close or [r.name for r in records][:8]}.")
+
+
+def _match_by_order(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair],
+                    used_b: set[int], add: object) -> None:
+    pa = [r for r in ra if r.parameterised and id(r) not in pairs]
+    pb = [r for r in rb if r.parameterised and id(r) not in used_b]
+    i = j = 0
+    while i < len(pa) and j < len(pb):
+        if _compatible(pa[i], pb[j]):
+            add(pa[i], pb[j], "order")  # type: ignore[operator]
+            i, j = i + 1, j + 1
+            continue
+        next_b = next((k for k in range(j + 1, len(pb)) if _compatible(pa[i], pb[k])), None)
+        next_a = next((k for k in range(i + 1, len(pa)) if _compatible(pa[k], pb[j])), None)
+        if next_b is not None and (next_a is None or next_b - j <= next_a - i):
+            j = next_b
+        elif next_a is not None:
+            i = next_a
+        else:
+            i, j = i + 1, j + 1
+
+
+def _fold_batchnorms(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],
+                     pos_a: dict[int, int], pos_b: dict[int, int]) -> None:
+    """A paired conv whose weights differ, followed on one side only by a BatchNorm: the BN was folded in."""
+    for key, pair in list(pairs.items()):
+        if pair.a.kind != "conv" or pair.b.kind != "conv" or pair.weights.startswith("same"):
+            continue
+        k_a, k_b = pos_a[id(pair.a)] + 1, pos_b[id(pair.b)] + 1
+        bn_a = ra[k_a] if k_a < len(ra) and ra[k_a].kind == "batchnorm" and id(ra[k_a]) not in pairs else None
+        bn_b = rb[k_b] if k_b < len(rb) and rb[k_b].kind == "batchnorm" and id(rb[k_b]) not in used_b else None
+        if bn_a is not None and bn_b is None:
+            del pairs[key]
+            pairs[id(bn_a)] = LayerPair(bn_a, pair.b, pair.a, pair.b_feed, pair.how, "folded",
+                                        f"a's {bn_a.name} folded into b's {pair.b.name}")
+        elif bn_b is not None and bn_a is None:
+            used_b.add(id(bn_b))
+            pair.b, pair.weights, pair.note = bn_b, "folded", f"b's {bn_b.name} folded into a's {pair.a.name}"
+
+
+def _merge_fused(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],
+                 pos_a: dict[int, int], pos_b: dict[int, int]) -> None:
+    """A Keras layer with a fused activation is compared after the other model's separate activation."""
+    for key, pair in list(pairs.items()):
+        k = pos_b[id(pair.b)] + 1
+        if pair.a.fused_activation and k < len(rb) and rb[k].kind == pair.a.fused_activation \
+                and id(rb[k]) not in used_b:
+            pair.b = rb[k]
+            used_b.add(id(rb[k]))
+            pair.note = f"a's {pair.a.fused_activation} is fused into {pair.a.name}"
+        k = pos_a[id(pair.a)] + 1
+        if pair.b.fused_activation and k < len(ra) and ra[k].kind == pair.b.fused_activation \
+                and id(ra[k]) not in pairs:
+            del pairs[key]
+            pair.a = ra[k]
+            pairs[id(ra[k])] = pair
+            pair.note = f"b's {pair.b.fused_activation} is fused into {pair.b.name}"
+
+
+def _match_gaps(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],
+                pos_b: dict[int, int], add: object) -> None:
+    """Pair the unpaired layers between consecutive pairs by kind, in order."""
+    start_b = 0
+    covered = {id(p.a_feed) for p in pairs.values()}
+    for x in ra:
+        pair = pairs.get(id(x))
+        if pair is not None:
+            start_b = max(start_b, pos_b[id(pair.b)] + 1)
+            continue
+        if id(x) in covered:
+            continue
+        limit = next((k for k in range(start_b, len(rb)) if id(rb[k]) in used_b), len(rb))
+        y_index = next((k for k in range(start_b, limit) if rb[k].kind == x.kind), None)
+        if y_index is None:
+            continue
+        add(x, rb[y_index], "order")  # type: ignore[operator]
+        start_b = y_index + 1

@@ -1,0 +1,58 @@
+"""Runners: run one model and capture every layer's output as :class:`LayerRecord`s.
+
+``runner_for(model)`` picks the runner from the model's type; optional frameworks
+are imported only by the runner that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from dldebug.compare.records import Capture, Layout
+from dldebug.errors import InputError
+
+__all__ = ["Runner", "runner_for"]
+
+
+class Runner(Protocol):
+    """Runs one model: a full capture, and single layers fed chosen inputs (shadow mode)."""
+
+    framework: str
+    layout: Layout
+
+    def input_shape(self) -> tuple[int | None, ...] | None:
+        """The model's input shape in its own layout (None for unknown sizes), or None if unknown."""
+
+    def capture(self, x: np.ndarray) -> Capture:
+        """Run ``x`` (own layout) and record every layer."""
+
+    def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each named layer's output when fed ``feeds[name]`` instead of its own input."""
+
+
+def runner_for(model: Any) -> Runner:
+    """The runner for a PyTorch module, an ONNX model (file, proto or ``OnnxModel``) or a Keras model.
+
+    Raises:
+        InputError: the object is none of these.
+    """
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        from dldebug.compare.runners.torch import TorchRunner
+
+        return TorchRunner(model)
+    module = type(model).__module__
+    if type(model).__name__ in ("OnnxModel", "ModelProto"):
+        from dldebug.compare.runners.onnx import OnnxRunner
+
+        return OnnxRunner(model)
+    if module.startswith(("keras", "tf_keras", "tensorflow")):
+        from dldebug.compare.runners.keras import KerasRunner
+
+        return KerasRunner(model)
+    raise InputError(f"compare_models needs a torch.nn.Module, an ONNX model or a Keras model; got "
+                     f"{type(model).__module__}.{type(model).__name__}. Load files with "
+                     "dldebug.compare.load_compare_model(path).")

@@ -1,0 +1,142 @@
+"""PyTorch runner: forward hooks on every leaf module; pre-hooks feed a's inputs in shadow mode.
+
+Only modules are seen: a functional call (``F.relu(x)`` in ``forward``) has no
+hook, so its effect shows up in the next module's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout
+
+__all__ = ["TorchRunner"]
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value:
+        return _first_tensor(value[0])
+    return None
+
+
+def _numpy(value: Any) -> np.ndarray | None:
+    tensor = _first_tensor(value)
+    return None if tensor is None else tensor.detach().cpu().float().numpy().copy()
+
+
+def _config(module: nn.Module) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        # torch momentum weights the new batch; store Keras' convention too for the catalogue
+        cfg.update(eps=module.eps, momentum=module.momentum, affine=module.affine)
+    elif isinstance(module, nn.LayerNorm):
+        cfg.update(eps=module.eps)
+    elif isinstance(module, nn.LeakyReLU):
+        cfg.update(negative_slope=module.negative_slope)
+    elif isinstance(module, nn.GELU):
+        cfg.update(approximate=module.approximate)
+    elif isinstance(module, nn.modules.conv._ConvNd):
+        padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+        cfg.update(stride=tuple(module.stride), padding=padding, kernel_size=tuple(module.kernel_size),
+                   dilation=tuple(module.dilation), groups=module.groups)
+    elif isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        cfg.update(padding=module.padding, count_include_pad=module.count_include_pad)
+    elif isinstance(module, nn.Upsample):
+        cfg.update(mode=module.mode, align_corners=bool(module.align_corners))
+    elif isinstance(module, (nn.LSTM, nn.GRU)):
+        cfg.update(gate_order="ifgo" if isinstance(module, nn.LSTM) else "rzn", two_biases=module.bias,
+                   hidden_size=module.hidden_size)
+    return cfg
+
+
+def _params(module: nn.Module) -> dict[str, np.ndarray]:
+    tensors: dict[str, torch.Tensor] = dict(module.named_parameters(recurse=False))
+    tensors.update((k, v) for k, v in module.named_buffers(recurse=False) if v is not None and v.is_floating_point())
+    return {k: v.detach().cpu().float().numpy() for k, v in tensors.items()}
+
+
+class TorchRunner:
+    """Captures each leaf module of an ``nn.Module`` (in eval mode, under ``no_grad``)."""
+
+    framework = "torch"
+    layout: Layout = "channels_first"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.leaves = {name: m for name, m in model.named_modules() if name and not any(True for _ in m.children())}
+
+    def input_shape(self) -> tuple[int | None, ...] | None:
+        return None
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(torch.from_numpy(np.ascontiguousarray(x)))
+        finally:
+            self.model.train(was_training)
+        result = _numpy(out)
+        return np.zeros(0, np.float32) if result is None else result
+
+    def capture(self, x: np.ndarray) -> Capture:
+        records: list[LayerRecord] = []
+
+        def hook(name: str, module: nn.Module) -> Any:
+            def record(_m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+                kind = KIND_OF_TORCH.get(type(module).__name__, "other")
+                rec = LayerRecord(name, kind, type(module).__name__, self.framework, "channels_first",
+                                  output=_numpy(output), input=_numpy(args), params=_params(module),
+                                  config=_config(module))
+                if kind == "flatten" and rec.input is not None:
+                    rec.flatten_from = tuple(rec.input.shape[1:])
+                records.append(rec)
+            return record
+
+        with _hooks(self.leaves, hook, pre=False):
+            output = self._forward(x)
+        return Capture(self.framework, "channels_first", records, output)
+
+    def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One forward pass in which each fed module gets ``feeds[name]`` instead of its own input."""
+        outputs: dict[str, np.ndarray] = {}
+
+        def hook(name: str, module: nn.Module) -> Any:
+            def replace(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+                first = args[0] if args else None
+                dtype = first.dtype if isinstance(first, torch.Tensor) else torch.float32
+                return (torch.from_numpy(np.array(feeds[name], copy=True)).to(dtype), *args[1:])
+            return replace
+
+        def keep(name: str, module: nn.Module) -> Any:
+            def record(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+                value = _numpy(output)
+                if value is not None:
+                    outputs[name] = value
+            return record
+
+        fed = {n: m for n, m in self.leaves.items() if n in feeds}
+        with _hooks(fed, hook, pre=True), _hooks(self.leaves, keep, pre=False):
+            self._forward(x)
+        return outputs
+
+
+@contextlib.contextmanager
+def _hooks(modules: dict[str, nn.Module], factory: Any, *, pre: bool) -> Iterator[None]:
+    handles = []
+    try:
+        for name, module in modules.items():
+            fn = factory(name, module)
+            handles.append(module.register_forward_pre_hook(fn) if pre else module.register_forward_hook(fn))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
