@@ -45,8 +45,8 @@ def diagnose_curve(
 
     Returns:
         A Report with at most one finding per phenomenon (check ids ``loss.*``),
-        a figure ``"curve"`` (raw and smoothed series, segments as spans) and a
-        table ``"curve segments"``.
+        a figure ``"curve"`` (raw and smoothed series, segments as spans) and,
+        when anything was found, a table ``"curve segments"``.
 
     Raises:
         InputError: ``values``/``steps`` are not 1-D real numbers, or lengths differ.
@@ -94,7 +94,7 @@ def _diagnose(raw: np.ndarray, steps: np.ndarray, name: str, mode: str) -> Repor
     return Report(
         findings, title=f"Curve diagnosis: {name}",
         figures=[_figure(context, shape, findings, raw, steps)],
-        tables=[_segments_table(findings)],
+        tables=[_segments_table(findings)] if findings else [],
         meta=_meta(context, raw, prefix, shape),
     )
 

@@ -1,0 +1,38 @@
+"""``dldebug curve``: diagnose a loss or metric curve read from a training log."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, emit
+
+
+class CurveMode(str, Enum):
+    """``--mode`` values: guess from the metric name, or say whether lower or higher is better."""
+
+    auto = "auto"
+    min = "min"
+    max = "max"
+
+
+def command(
+    path: Path = typer.Argument(..., help="A log: CSV, JSON lines, TensorBoard event file/dir, Lightning "
+                                          "metrics.csv or Hugging Face trainer_state.json (file or dir)."),
+    metric: str = typer.Option(None, "--metric", help="The metric to judge (default: the loss-like one)."),
+    mode: CurveMode = typer.Option(CurveMode.auto, "--mode", case_sensitive=False,
+                                   help="min: lower is better (loss); max: higher is better (accuracy); "
+                                        "auto: guess from the name."),
+    partial: bool = typer.Option(False, "--partial", help="Analyse what was readable before a damaged line "
+                                                          "instead of stopping with an error."),
+    as_json: bool = JSON_OPTION,
+    html: Path = HTML_OPTION,
+    fail_on: FailOn = FAIL_ON_OPTION,
+) -> None:
+    """Read a training log and report loss plateaus, divergence, stuck runs, oscillation and collapse."""
+    from dldebug.curves import diagnose_log
+
+    report = diagnose_log(path, metric, mode=mode.value, partial=partial)
+    emit(report, as_json=as_json, html=html, fail_on=fail_on)
