@@ -1,0 +1,127 @@
+"""Validate the label check's inputs: predictions, labels and class-name lists.
+
+Every bad input becomes one :class:`~dldebug.errors.InputError` saying what is
+wrong, what was received and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from dldebug.errors import InputError
+
+__all__ = ["as_labels", "as_predicted_indices", "resolve_sizes"]
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+        if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
+            tensor = tensor.float()  # bfloat16/float16 have no numpy twin
+        return tensor.numpy()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be a numeric array (numpy or torch); got {type(value).__name__} "
+                         f"({exc}).") from None
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{what} must be numeric; got an array of dtype {array.dtype}. "
+                         "Convert class names to indices first.")
+    return array
+
+
+def _integral(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{what} must be whole class indices; got {array[at].item()!r} at position {at}. "
+                             "Pass integer indices (or 2-D logits for predictions).")
+    result = array.astype(np.int64)
+    if result.size and result.min() < 0:
+        at = int(np.flatnonzero(result < 0)[0])
+        raise InputError(f"{what} must be non-negative class indices; got {int(result[at])} at position {at}.")
+    return result
+
+
+def as_predicted_indices(predictions: Any) -> tuple[np.ndarray, int | None]:
+    """Predicted model indices, and the number of model outputs when logits were given.
+
+    Example:
+        >>> idx, outputs = as_predicted_indices(np.array([[0.1, 0.9], [2.0, -1.0]]))
+        >>> idx.tolist(), outputs
+        ([1, 0], 2)
+    """
+    array = _as_array(predictions, "predictions")
+    if array.ndim == 1:
+        return _integral(array, "predictions"), None
+    if array.ndim != 2:
+        raise InputError(f"predictions must be (N, classes) logits/probabilities or (N,) indices; got shape "
+                         f"{tuple(array.shape)}. Flatten extra dimensions first.")
+    if array.shape[1] < 2:
+        raise InputError(f"predictions have {array.shape[1]} column(s); the label check needs one score per "
+                         "class (at least 2 columns) or 1-D predicted indices.")
+    if array.dtype.kind == "f":
+        nan_rows = np.flatnonzero(np.isnan(array).any(axis=1))
+        if len(nan_rows):
+            raise InputError(f"predictions contain NaN in {len(nan_rows)} row(s) (first: row {int(nan_rows[0])}); "
+                             "fix the model (or drop those rows) before checking labels.")
+    return array.argmax(axis=1).astype(np.int64), int(array.shape[1])
+
+
+def as_labels(labels: Any) -> np.ndarray:
+    """Data-set labels as a 1-D int64 array of non-negative class indices."""
+    array = _as_array(labels, "labels")
+    if array.ndim != 1:
+        raise InputError(f"labels must be a 1-D array of class indices; got shape {tuple(array.shape)}. "
+                         "For one-hot labels pass labels.argmax(1).")
+    return _integral(array, "labels")
+
+
+def resolve_sizes(predicted: np.ndarray, outputs: int | None, labels: np.ndarray, num_classes: int | None,
+                  dataset_classes: Sequence[str] | None,
+                  model_classes: Sequence[str] | None) -> tuple[int, int]:
+    """(data-set classes, model outputs), checked against every input that names them."""
+    if len(predicted) != len(labels):
+        raise InputError(f"predictions has {len(predicted)} rows but labels has {len(labels)}; give one "
+                         "prediction per label.")
+    if len(labels) == 0:
+        raise InputError("predictions and labels are empty; give at least one prediction and its label.")
+    k = _dataset_size(labels, num_classes, dataset_classes)
+    if outputs is not None:
+        if model_classes is not None and len(model_classes) != outputs:
+            raise InputError(f"model_classes has {len(model_classes)} names but predictions have {outputs} "
+                             "columns; give one name per model output.")
+        return k, outputs
+    if model_classes is not None:
+        m = len(model_classes)
+        if int(predicted.max()) >= m:
+            at = int(np.flatnonzero(predicted >= m)[0])
+            raise InputError(f"predictions must lie in [0, {m}) (len(model_classes)={m}); got "
+                             f"{int(predicted[at])} at position {at}.")
+        return k, m
+    return k, max(int(predicted.max()) + 1, k)
+
+
+def _dataset_size(labels: np.ndarray, num_classes: int | None, dataset_classes: Sequence[str] | None) -> int:
+    if isinstance(dataset_classes, str):
+        raise InputError("dataset_classes must be a list of class names, not one string.")
+    if num_classes is not None and (not isinstance(num_classes, (int, np.integer)) or num_classes < 1):
+        raise InputError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    if dataset_classes is not None:
+        if num_classes is not None and num_classes != len(dataset_classes):
+            raise InputError(f"num_classes={num_classes} but dataset_classes has {len(dataset_classes)} names; "
+                             "give one or make them agree.")
+        num_classes = len(dataset_classes)
+    if num_classes is None:
+        return int(labels.max()) + 1
+    k = int(num_classes)
+    if int(labels.max()) >= k:
+        at = int(np.flatnonzero(labels >= k)[0])
+        raise InputError(f"labels must lie in [0, {k}) (num_classes={k}); got {int(labels[at])} at position {at}. "
+                         "Pass num_classes (or dataset_classes) covering every label.")
+    return k
