@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 
 
 def healthy(n: int = 1000, noise: float = 0.05, scale: float = 1.0, seed: int = 0, tau: float = 0.15) -> np.ndarray:
@@ -61,3 +64,10 @@ def with_spikes(curve: np.ndarray, count: int = 5, height: float = 10.0, seed: i
     where = rng.choice(np.arange(5, len(curve) - 5), size=count, replace=False)
     out[where] *= height
     return out
+
+
+@pytest.fixture(scope="session")
+def families() -> SimpleNamespace:
+    """The synthetic curve families above, as one namespace (test modules cannot import conftest)."""
+    return SimpleNamespace(healthy=healthy, plateau_then_fall=plateau_then_fall, flat=flat, diverging=diverging,
+                           oscillating=oscillating, collapsed=collapsed, with_spikes=with_spikes)

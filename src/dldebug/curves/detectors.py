@@ -118,7 +118,7 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
     if m < 12:
         return None
     sigma = noise_sigma(y)
-    base = smooth_median(y, odd(m / 4, 5))
+    base = smooth_median(y, odd(m / 3, 5))  # one whole period when three fit in the run
     residual = smooth_median(y, 3) - base
     band = max(3.0 * sigma, MIN_RELATIVE_SWING * float(np.median(np.abs(base))))
     side = np.where(residual > band, 1, np.where(residual < -band, -1, 0))
@@ -129,11 +129,13 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
     if len(flips) < 4:
         return None
     first, last = int(where[flips[0]]), int(where[flips[-1] + 1])
-    period = 2.0 * (last - first) / len(flips)
+    crossings = (where[flips] + where[flips + 1]) / 2.0
+    period = 2.0 * float(np.mean(np.diff(crossings)))
     if period < 2:
         return None
     trend = smooth_mean(smooth_median(y, 3), odd(2 * period))
-    swing = float(np.percentile(residual[first:last + 1], 95) - np.percentile(residual[first:last + 1], 5))
+    around_trend = (smooth_median(y, 3) - trend)[first:last + 1]
+    swing = float(np.percentile(around_trend, 95) - np.percentile(around_trend, 5))
     drift = abs(float(trend[last] - trend[first]))
     if drift > swing / 2:
         return None  # a trend carries the swings (e.g. a cyclic learning rate on a falling loss)
@@ -183,19 +185,22 @@ def detect_plateau(shape: CurveShape) -> Detection | None:
     if shape.fall <= shape.fall_threshold():
         return None
     level = shape.start_level
-    band = 3.0 * shape.sigma_light + 1e-12
+    # A narrow running median keeps the corner sharp (a wide one starts falling early).
+    width = odd(shape.size / 200, 5)
+    edge = smooth_median(shape.y, width)
+    band = 3.0 * 1.2533 * shape.sigma / np.sqrt(width) + 1e-12
     # The trend halfway down is surely inside the fall; the plateau ends at the last
     # lightly smoothed point still inside the band before it.
     halfway = np.flatnonzero(shape.trend < level - max(band, shape.fall / 2))
     if not len(halfway):
         return None
-    inside = np.flatnonzero(shape.light[: int(halfway[0]) + 1] >= level - band)
+    inside = np.flatnonzero(edge[: int(halfway[0]) + 1] >= level - band)
     if not len(inside):
         return None
     end = int(inside[-1])
     if end + 1 < max(3, MIN_PLATEAU_FRACTION * shape.size):
         return None
-    flat = shape.light[: end + 1]
+    flat = edge[: end + 1]
     if np.mean(np.abs(flat - level) <= band) < 0.9:
         return None  # not flat: the curve wandered out of the band before the fall
     return Detection("loss.plateau", 0, end,
