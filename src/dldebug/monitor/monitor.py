@@ -1,0 +1,293 @@
+"""TrainingMonitor: watch a training run online at a cost the loop does not notice.
+
+Per step the monitor stores the loss in a bounded, decimated history, keeps
+references to the modules' latest outputs (no computation) and, every
+``every`` steps, reduces logits and per-layer norms with fused kernels. A
+non-finite loss triggers an exact search for the first module whose output,
+gradient or parameters went non-finite, using the outputs of that very step.
+On accelerators the loss is kept on the device and read every ``every`` steps,
+so the monitor adds no per-step host synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from dldebug.errors import ConfigError, InputError, TrainingCheckError
+from dldebug.findings import Finding, Report, Severity
+from dldebug.monitor.history import DecimatedHistory
+from dldebug.monitor.probes import LayerNorms, ModuleProbe
+from dldebug.monitor.reporting import build_report, nonfinite_findings
+from dldebug.monitor.signals import LOGIT_FIELDS, judge_batch_change, logit_statistics
+
+__all__ = ["TrainingMonitor"]
+
+_STATE_VERSION = 1
+_MAX_BATCH_FINDINGS = 16
+_BATCH_CONFIRM_STEPS = 3  # a size must persist this long: an epoch's short last batch is not a change
+
+
+class TrainingMonitor:
+    """Online diagnosis of a training run: non-finite values, curve shape, logits, batch size.
+
+    Args:
+        model: the model to probe for the first non-finite module (optional).
+        every: the sampling period in steps: logits and per-layer norms are measured,
+            and device-side values read, every ``every`` steps; the loss curve is
+            re-judged every ``25 * every`` steps.
+        strict: raise :class:`~dldebug.errors.TrainingCheckError` from ``observe`` when
+            an error-severity finding appears (and let internal failures through).
+        base_batch_size: the batch size the learning rate was tuned for (lesson 11).
+        base_lr: the learning rate tuned at ``base_batch_size`` (default: the first lr observed).
+        layer_stats: measure logits and per-layer norms on every step (costs more).
+        capacity: the most points each history keeps (memory stays bounded).
+        defer_sync: keep losses on the device and read them every ``every`` steps;
+            None chooses it for non-CPU tensors.
+
+    Raises:
+        ConfigError: an invalid ``every``, ``capacity`` or ``base_batch_size``.
+
+    Example:
+        >>> monitor = TrainingMonitor(every=10)
+        >>> for step in range(200):
+        ...     monitor.observe(2.0 / (1 + step) + 0.01)
+        >>> monitor.report().filter(min_severity="warning")
+        ()
+    """
+
+    def __init__(self, model: nn.Module | None = None, *, every: int = 20, strict: bool = False,
+                 base_batch_size: int | None = None, base_lr: float | None = None, layer_stats: bool = False,
+                 capacity: int = 2048, defer_sync: bool | None = None) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ConfigError(f"every must be a positive number of steps; got {every!r}.")
+        if not isinstance(capacity, int) or capacity < 64 or capacity % 2:
+            raise ConfigError(f"capacity must be an even number of points >= 64; got {capacity!r}.")
+        if base_batch_size is not None and (not isinstance(base_batch_size, int) or base_batch_size < 1):
+            raise ConfigError(f"base_batch_size must be a positive int or None; got {base_batch_size!r}.")
+        if model is not None and not isinstance(model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module or None; got {type(model).__name__}.")
+        self.every, self.strict, self.layer_stats = every, strict, layer_stats
+        self.base_batch_size, self.base_lr, self.defer_sync = base_batch_size, base_lr, defer_sync
+        self.probe = ModuleProbe(model) if model is not None else None
+        self.losses = DecimatedHistory(("loss",), capacity=capacity)
+        self.logits = DecimatedHistory(LOGIT_FIELDS, capacity=capacity // 2)
+        self.layers: LayerNorms | None = None
+        self.next_step = 0
+        self.steps_observed = 0
+        self.nonfinite: dict[str, Any] | None = None  # the first non-finite loss: step, value
+        self.fault: dict[str, Any] | None = None  # where the first non-finite value appeared in the model
+        self.last_finite: tuple[int, float] | None = None
+        self.batch: dict[str, Any] = {}
+        self.batch_findings: list[dict[str, Any]] = []
+        self.errors: dict[str, Any] = {"count": 0, "first": "", "where": ""}
+        self.curve_findings: tuple[Finding, ...] = ()
+        self._judged_at = 0
+        self._raised: set[str] = set()
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
+    # -- the per-step entry point ------------------------------------------------------------------------
+    def observe(self, loss: float | torch.Tensor, *, logits: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None, batch_size: int | None = None, lr: float | None = None,
+                step: int | None = None) -> None:
+        """Record one training step; call it after the optimiser step.
+
+        Args:
+            loss: the step's loss (a float or a tensor; a non-scalar tensor is averaged).
+            logits: the step's output logits ``(..., classes)`` for the over-confidence check.
+            targets: class-index targets matching ``logits`` (for the training accuracy).
+            batch_size: the step's batch size (lesson 11).
+            lr: the step's learning rate (lesson 11).
+            step: the global step (default: one more than the last).
+
+        Raises:
+            TrainingCheckError: only with ``strict=True``, when an error finding appears.
+        """
+        try:
+            self._observe(loss, logits, targets, batch_size, lr, step)
+        except TrainingCheckError:
+            raise
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._record_error("observe", exc)
+
+    def _observe(self, loss: float | torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor | None,
+                 batch_size: int | None, lr: float | None, step: int | None) -> None:
+        step = self.next_step if step is None else int(step)
+        self.next_step, self.steps_observed = step + 1, self.steps_observed + 1
+        sampled = self.layer_stats or self.steps_observed % self.every == 1 or self.every == 1
+        stats = logit_statistics(logits, targets) if logits is not None and sampled else None
+        if self._defers(loss):
+            assert isinstance(loss, torch.Tensor)
+            self._pending.append((step, loss.detach().float().mean(), stats))
+            if len(self._pending) >= self.every:
+                self._flush()
+        else:
+            value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float(loss)
+            self._record(step, value, None if stats is None else stats.tolist(), live=True)
+        if batch_size is not None:
+            self._track_batch(step, int(batch_size), None if lr is None else float(lr))
+        if self.probe is not None:
+            if sampled:
+                self._snapshot_layers(step)
+            self.probe.clear()
+        if step - self._judged_at >= 25 * self.every:
+            self._judge_curve(step)
+
+    def _defers(self, loss: float | torch.Tensor) -> bool:
+        if not isinstance(loss, torch.Tensor):
+            return False
+        return loss.device.type != "cpu" if self.defer_sync is None else self.defer_sync
+
+    def _record(self, step: int, value: float, stats: list[float] | None, *, live: bool) -> None:
+        self.losses.append(step, (value,))
+        if stats is not None:
+            self.logits.append(step, (value, *stats))
+        if math.isfinite(value):
+            self.last_finite = (step, value)
+        elif self.nonfinite is None:
+            last_step, last_value = self.last_finite or (-1, math.nan)
+            self.nonfinite = {"step": step, "value": value, "last_finite_step": last_step,
+                              "last_finite_loss": last_value}
+            if self.fault is None and self.probe is not None:
+                # The kept outputs belong to the current step; a deferred step older than that is
+                # searched in its aftermath (non-finite parameters show where the damage went).
+                self.fault = {"step": self.next_step - 1, "kind": "loss", "exact": live, **self.probe.forensics()}
+            self._raise_if_strict(nonfinite_findings(self))
+
+    def _flush(self) -> None:
+        """Read the deferred device-side losses in one transfer."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = torch.stack([v for _, v, _ in pending]).tolist()
+        current = self.next_step - 1
+        for (step, _, stats), value in zip(pending, values, strict=True):
+            self._record(step, value, None if stats is None else stats.tolist(), live=step == current)
+
+    def _snapshot_layers(self, step: int) -> None:
+        assert self.probe is not None
+        snapshot = self.probe.snapshot(step)
+        self.layers = snapshot
+        bad_grads = [name for name, g in zip(snapshot.modules, snapshot.grad_norms, strict=True)
+                     if g is not None and not math.isfinite(g)]
+        if bad_grads and self.fault is None:
+            bad_params = [n for n, ok in zip(snapshot.modules, snapshot.param_finite, strict=True) if not ok]
+            self.fault = {"step": step, "kind": "gradient", "exact": True, "grad_module": bad_grads[-1],
+                          "output_module": None, "output_position": -1, "nonfinite_params": bad_params,
+                          "modules_run": len(snapshot.modules)}
+            self._raise_if_strict(nonfinite_findings(self))
+
+    def _track_batch(self, step: int, size: int, lr: float | None) -> None:
+        batch = self.batch
+        if not batch:
+            batch.update(size=size, lr=lr, candidate=None)
+            if self.base_batch_size is not None and size != self.base_batch_size:
+                base_lr = lr if self.base_lr is None else self.base_lr
+                self._add_batch_finding(judge_batch_change(step, self.base_batch_size, size, base_lr, lr))
+            return
+        candidate = batch["candidate"]
+        if size == batch["size"]:
+            batch.update(lr=lr, candidate=None)
+        elif candidate is not None and candidate[0] == size:
+            candidate[2] += 1
+            if candidate[2] >= _BATCH_CONFIRM_STEPS:
+                self._add_batch_finding(judge_batch_change(candidate[1], batch["size"], size, batch["lr"], lr))
+                batch.update(size=size, lr=lr, candidate=None)
+        else:
+            batch["candidate"] = [size, step, 1]
+
+    def _add_batch_finding(self, finding: Finding | None) -> None:
+        if finding is not None and len(self.batch_findings) < _MAX_BATCH_FINDINGS:
+            self.batch_findings.append(finding.to_dict())
+
+    def _judge_curve(self, step: int) -> None:
+        self._judged_at = step
+        try:
+            from dldebug.curves import diagnose_curve
+
+            report = diagnose_curve(self.losses.column("loss"), self.losses.steps, name="loss", mode="min")
+            self.curve_findings = report.findings
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._record_error("diagnose_curve", exc)
+            return
+        self._raise_if_strict(self.curve_findings)
+
+    def _raise_if_strict(self, findings: tuple[Finding, ...] | list[Finding]) -> None:
+        if not self.strict:
+            return
+        for finding in findings:
+            if finding.severity is Severity.ERROR and finding.check not in self._raised:
+                self._raised.add(finding.check)
+                raise TrainingCheckError(f"{finding.check}: {finding.message}")
+
+    def _record_error(self, where: str, exc: Exception) -> None:
+        if self.errors["count"] == 0:
+            self.errors.update(first=f"{type(exc).__name__}: {exc}", where=where)
+        self.errors["count"] += 1
+
+    # -- results ----------------------------------------------------------------------------------------
+    def report(self) -> Report:
+        """Judge everything observed so far and return the findings, the curves and per-layer norms.
+
+        Under ``torch.distributed`` (more than one process) every rank must call it:
+        rank 0's report then merges all ranks' findings and names the rank of each.
+        """
+        try:
+            self._flush()
+            self._judge_curve(self.next_step)
+        except TrainingCheckError:
+            raise
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._record_error("report", exc)
+        return build_report(self)
+
+    def close(self) -> None:
+        """Remove the model hooks (the monitor keeps its history)."""
+        if self.probe is not None:
+            self.probe.remove()
+
+    # -- checkpointing ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The monitor's state as plain values (loads with ``torch.load(weights_only=True)``)."""
+        self._flush()
+        return {
+            "version": _STATE_VERSION, "next_step": self.next_step, "steps_observed": self.steps_observed,
+            "losses": self.losses.state_dict(), "logits": self.logits.state_dict(),
+            "nonfinite": self.nonfinite, "fault": self.fault, "last_finite": None if self.last_finite is None else list(self.last_finite),
+            "batch": {k: v for k, v in self.batch.items()}, "batch_findings": list(self.batch_findings),
+            "errors": dict(self.errors), "judged_at": self._judged_at,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict` (after a checkpoint/resume).
+
+        Raises:
+            InputError: the state is not a TrainingMonitor state of this version.
+        """
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            got = state.get("version") if isinstance(state, dict) else type(state).__name__
+            raise InputError(f"not a TrainingMonitor state (version {_STATE_VERSION}); got version {got!r}. "
+                             "Pass what TrainingMonitor.state_dict() returned.")
+        self.next_step, self.steps_observed = int(state["next_step"]), int(state["steps_observed"])
+        self.losses.load_state_dict(state["losses"])
+        self.logits.load_state_dict(state["logits"])
+        self.nonfinite, self.fault = state["nonfinite"], state["fault"]
+        last = state["last_finite"]
+        self.last_finite = None if last is None else (int(last[0]), float(last[1]))
+        self.batch = dict(state["batch"])
+        self.batch_findings = list(state["batch_findings"])
+        self.errors = dict(state["errors"])
+        self._judged_at = int(state["judged_at"])
+
+    def __repr__(self) -> str:
+        return (f"TrainingMonitor(every={self.every}, strict={self.strict}, layer_stats={self.layer_stats}, "
+                f"steps_observed={self.steps_observed})")

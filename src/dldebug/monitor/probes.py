@@ -1,0 +1,172 @@
+"""Cheap per-module probes: which module's output or gradient went non-finite first.
+
+A forward hook only keeps a reference to each module's latest training-mode
+output (no computation, no host sync). Only when the loss turns non-finite, or
+when per-layer statistics are asked for, are the kept outputs and the current
+gradients reduced with fused norms (``torch._foreach_norm``): a non-finite norm
+means a non-finite element (or, for float32, values beyond ~1e19).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LayerNorms", "ModuleProbe", "first_tensor"]
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    """The first floating-point tensor in a module output (a tensor, tuple, list, dict or ModelOutput)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else None
+    items: Any = value.values() if isinstance(value, dict) else value
+    if isinstance(items, (list, tuple)) or isinstance(value, dict):
+        for item in items:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass(frozen=True)
+class LayerNorms:
+    """Per-module L2 norms of outputs and gradients at one step (None where not measured)."""
+
+    step: int
+    modules: tuple[str, ...]
+    output_norms: tuple[float | None, ...]
+    grad_norms: tuple[float | None, ...]
+    param_finite: tuple[bool, ...]
+
+
+def _fused_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    if not tensors:
+        return []
+    try:
+        return list(torch._foreach_norm([t.detach().float() if t.dtype in (torch.float16, torch.bfloat16)
+                                         else t.detach() for t in tensors]))
+    except RuntimeError:  # mixed devices, or a backend without the fused kernel
+        return [torch.linalg.vector_norm(t.detach().float()) for t in tensors]
+
+
+class ModuleProbe:
+    """Forward hooks on a model's leaf modules that keep their latest outputs for inspection.
+
+    Args:
+        model: the model to watch; hooks are added to every leaf module and to
+            every module that owns parameters directly.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names: list[str] = []
+        self.types: list[str] = []
+        self._params: list[list[nn.Parameter]] = []
+        self._handles: list[Any] = []
+        self._outputs: dict[int, torch.Tensor] = {}
+        self._order: list[int] = []
+        for name, module in model.named_modules():
+            own = list(module.parameters(recurse=False))
+            if next(module.children(), None) is not None and not own:
+                continue
+            index = len(self.names)
+            self.names.append(name or type(module).__name__)
+            self.types.append(type(module).__name__)
+            self._params.append(own)
+            self._handles.append(module.register_forward_hook(self._make_hook(index)))
+
+    def _make_hook(self, index: int) -> Any:
+        outputs, order = self._outputs, self._order
+
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            # Evaluation passes (no grad) are not training steps: ignore them.
+            if not torch.is_grad_enabled():
+                return
+            tensor = output if isinstance(output, torch.Tensor) else first_tensor(output)
+            if tensor is None:
+                return
+            if index not in outputs:
+                order.append(index)
+            outputs[index] = tensor
+
+        return hook
+
+    def executed(self) -> Iterator[int]:
+        """Indices of the modules run in this step, in execution order."""
+        return iter(list(self._order))
+
+    def clear(self) -> None:
+        """Forget the kept outputs (called once per observed step)."""
+        self._outputs.clear()
+        self._order.clear()
+
+    def remove(self) -> None:
+        """Remove every hook."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.clear()
+
+    def output_norms(self) -> tuple[list[int], list[torch.Tensor]]:
+        """Device-side norms of the kept outputs, in execution order (no host sync)."""
+        order = list(self._order)
+        return order, _fused_norms([self._outputs[i] for i in order])
+
+    def grad_norms(self) -> tuple[list[int], list[torch.Tensor]]:
+        """Device-side norm of each module's gradients (fused over all parameters, no host sync)."""
+        owners, grads = [], []
+        for index, params in enumerate(self._params):
+            for p in params:
+                if p.grad is not None:
+                    owners.append(index)
+                    grads.append(p.grad)
+        return owners, _fused_norms(grads)
+
+    def snapshot(self, step: int) -> LayerNorms:
+        """Per-module norms of outputs, gradients and parameters at this step (one host sync)."""
+        order, out_norms = self.output_norms()
+        owners, grad_norms = self.grad_norms()
+        param_owners = [i for i, params in enumerate(self._params) for _ in params]
+        param_norms = _fused_norms([p for params in self._params for p in params])
+        norms = [n.float() for n in (*out_norms, *grad_norms, *param_norms)]
+        values = torch.stack(norms).tolist() if norms else []
+        n_out, n_grad = len(out_norms), len(grad_norms)
+        outputs = dict(zip(order, values[:n_out], strict=True))
+        grads: dict[int, float] = {}
+        for index, value in zip(owners, values[n_out:n_out + n_grad], strict=True):
+            grads[index] = math.hypot(grads.get(index, 0.0), value)
+        bad_params = {i for i, v in zip(param_owners, values[n_out + n_grad:], strict=True) if not math.isfinite(v)}
+        modules = range(len(self.names))
+        return LayerNorms(
+            step=step,
+            modules=tuple(self.names),
+            output_norms=tuple(outputs.get(i) for i in modules),
+            grad_norms=tuple(grads.get(i) for i in modules),
+            param_finite=tuple(i not in bad_params for i in modules),
+        )
+
+    def _params_finite(self, index: int) -> bool:
+        return all(bool(torch.isfinite(p.detach()).all()) for p in self._params[index])
+
+    def forensics(self) -> dict[str, Any]:
+        """Where the non-finite values of this step are: first output, first gradient, bad parameters.
+
+        Exact element checks (``isfinite``), run only once a problem is known.
+        """
+        first_output = next((i for i in self._order if not bool(torch.isfinite(self._outputs[i]).all())), None)
+        executed = list(self._order) or list(range(len(self.names)))
+        # Gradients flow backwards: the first module to receive a bad gradient is the last one run.
+        first_grad = next((i for i in reversed(executed) if any(
+            p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in self._params[i])), None)
+        bad_params = [self.names[i] for i in range(len(self.names)) if not self._params_finite(i)]
+        return {
+            "output_module": None if first_output is None else self.names[first_output],
+            "output_position": -1 if first_output is None else self._order.index(first_output),
+            "grad_module": None if first_grad is None else self.names[first_grad],
+            "nonfinite_params": bad_params,
+            "modules_run": len(self._order),
+        }
