@@ -262,7 +262,8 @@ class TrainingMonitor:
         return {
             "version": _STATE_VERSION, "next_step": self.next_step, "steps_observed": self.steps_observed,
             "losses": self.losses.state_dict(), "logits": self.logits.state_dict(),
-            "nonfinite": self.nonfinite, "fault": self.fault, "last_finite": None if self.last_finite is None else list(self.last_finite),
+            "nonfinite": self.nonfinite, "fault": self.fault,
+            "last_finite": None if self.last_finite is None else list(self.last_finite),
             "batch": {k: v for k, v in self.batch.items()}, "batch_findings": list(self.batch_findings),
             "errors": dict(self.errors), "judged_at": self._judged_at,
         }

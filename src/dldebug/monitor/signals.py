@@ -49,7 +49,7 @@ def logit_statistics(logits: torch.Tensor, targets: torch.Tensor | None = None) 
     return torch.stack([top.mean(), runner.mean(), rest.mean(), (top - runner).mean(), top_prob.mean(), accuracy])
 
 
-def _start_end_medians(values: Sequence[float]) -> tuple[float, float]:
+def _start_end_medians(values: np.ndarray) -> tuple[float, float]:
     """Medians of the first tenth (where the run started) and of the last quarter (where it is now)."""
     arr = np.asarray(values, dtype=float)
     head, tail = max(2, len(arr) // 10), max(2, len(arr) // 4)
