@@ -71,3 +71,48 @@ def families() -> SimpleNamespace:
     """The synthetic curve families above, as one namespace (test modules cannot import conftest)."""
     return SimpleNamespace(healthy=healthy, plateau_then_fall=plateau_then_fall, flat=flat, diverging=diverging,
                            oscillating=oscillating, collapsed=collapsed, with_spikes=with_spikes)
+
+
+_WRITE_EVENTS = """
+import sys, types
+# Keep TensorBoard on its TensorFlow-free I/O path: importing TensorFlow costs seconds.
+sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
+import json
+from torch.utils.tensorboard import SummaryWriter
+spec = json.loads(sys.argv[1])
+for run, scalars in spec.items():
+    writer = SummaryWriter(run)
+    for tag, points in scalars.items():
+        for step, value in points:
+            writer.add_scalar(tag, value, step)
+    writer.close()
+"""
+
+
+def write_event_files(spec: dict[str, dict[str, list[tuple[int, float]]]]) -> None:
+    """Write real TensorBoard event files with torch's SummaryWriter: {run dir: {tag: [(step, value)]}}."""
+    import json
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _WRITE_EVENTS, json.dumps(spec)], check=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def plateau_curve() -> tuple[np.ndarray, np.ndarray, int]:
+    """(steps logged every 10 steps, loss values, true onset step) of a plateau-then-fall run."""
+    values, start = plateau_then_fall(400, 0.3, 0.02, seed=7)
+    return 10 * np.arange(len(values)), values, 10 * start
+
+
+@pytest.fixture(scope="session")
+def tensorboard_logs(tmp_path_factory: pytest.TempPathFactory, plateau_curve) -> SimpleNamespace:
+    """Real event files: one run with train/loss + accuracy, and a two-run directory."""
+    steps, values, _ = plateau_curve
+    root = tmp_path_factory.mktemp("tb")
+    loss = [(int(s), float(v)) for s, v in zip(steps, values, strict=True)]
+    acc = [(int(s), float(1 - v / 2.5)) for s, v in zip(steps, values, strict=True)]
+    spec = {str(root / "single"): {"train/loss": loss, "accuracy": acc},
+            str(root / "multi" / "a"): {"loss": loss}, str(root / "multi" / "b"): {"loss": loss[:50]}}
+    write_event_files(spec)
+    return SimpleNamespace(single=root / "single", multi=root / "multi")

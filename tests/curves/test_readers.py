@@ -1,0 +1,253 @@
+"""Log readers on real files: CSV, JSON lines, TensorBoard, Lightning CSVLogger, HF trainer_state.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dldebug import FileFormatError, InputError, MissingDependencyError
+from dldebug.curves import detect_format, diagnose_log, read_log
+
+
+def assert_plateau(report, onset: int, steps: np.ndarray) -> None:
+    plateau = report.get("loss.plateau")
+    assert plateau is not None, report.findings
+    assert plateau.evidence["start_step"] == int(steps[0])
+    assert abs(plateau.evidence["end_step"] - onset) <= 0.05 * onset
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+# -- CSV and JSON lines ----------------------------------------------------------------------------------
+def test_csv_any_column_with_step_and_text_columns(tmp_path: Path, plateau_curve) -> None:
+    steps, values, onset = plateau_curve
+    rows = [[int(s), "train", float(v), float(1 - v / 2.5)] for s, v in zip(steps, values, strict=True)]
+    path = write_csv(tmp_path / "log.csv", ["step", "phase", "train_loss", "acc"], rows)
+    log = read_log(path)
+    assert (log.format, log.metrics) == ("csv", ["train_loss", "acc"])
+    np.testing.assert_array_equal(log.curve().steps, steps)
+    np.testing.assert_allclose(log.curve("acc").values, 1 - values / 2.5)
+    assert_plateau(diagnose_log(path), onset, steps)
+    assert diagnose_log(path, "acc").get("loss.plateau").evidence["mode"] == "max"
+
+
+def test_csv_without_step_column_uses_row_index(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "x.csv", ["loss"], [[2.3]] * 20)
+    curve = read_log(path).curve()
+    np.testing.assert_array_equal(curve.steps, np.arange(20))
+    assert diagnose_log(path).has("loss.stuck")
+
+
+def test_jsonl_with_nested_values_and_missing_keys(tmp_path: Path, plateau_curve) -> None:
+    steps, values, onset = plateau_curve
+    lines = []
+    for i, (s, v) in enumerate(zip(steps, values, strict=True)):
+        record = {"step": int(s), "train": {"loss": float(v)}, "note": "ok"}
+        if i % 10 == 0:
+            record["val_loss"] = float(v) + 0.1
+        lines.append(json.dumps(record))
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    log = read_log(path)
+    assert log.format == "jsonl" and log.metrics == ["train/loss", "val_loss"]
+    assert len(log.curve("val_loss")) == 40
+    assert_plateau(diagnose_log(path), onset, steps)
+
+
+# -- real frameworks -------------------------------------------------------------------------------------
+def test_lightning_csvlogger_metrics_csv(tmp_path: Path, plateau_curve) -> None:
+    pytest.importorskip("lightning")
+    from lightning.pytorch.loggers import CSVLogger
+
+    steps, values, onset = plateau_curve
+    logger = CSVLogger(save_dir=str(tmp_path), name="run")
+    for i, (s, v) in enumerate(zip(steps, values, strict=True)):
+        logger.log_metrics({"train_loss_step": float(v)}, step=int(s))
+        if i % 50 == 49:
+            logger.log_metrics({"val_loss": float(v) + 0.1, "val_acc": 0.5, "epoch": i // 50}, step=int(s))
+    logger.save()
+    logger.finalize("success")
+    log = read_log(tmp_path)  # the directory: finds run/version_0/metrics.csv
+    assert log.format == "lightning" and log.path == tmp_path
+    assert {"train_loss_step", "val_loss", "val_acc", "epoch"} <= set(log.metrics)
+    assert len(log.curve("val_loss")) == 8 and len(log.curve()) == len(values)
+    assert_plateau(diagnose_log(tmp_path), onset, steps)
+
+
+def test_huggingface_trainer_state(tmp_path: Path, plateau_curve) -> None:
+    pytest.importorskip("transformers")
+    from transformers import TrainerState
+
+    steps, values, onset = plateau_curve
+    state = TrainerState(global_step=int(steps[-1]))
+    state.log_history = [{"loss": float(v), "learning_rate": 1e-3, "epoch": s / 1000, "step": int(s)}
+                         for s, v in zip(steps, values, strict=True)]
+    state.log_history.append({"eval_loss": 0.3, "eval_accuracy": 0.9, "epoch": 4.0, "step": int(steps[-1])})
+    checkpoint = tmp_path / "checkpoint-4000"
+    checkpoint.mkdir()
+    state.save_to_json(str(checkpoint / "trainer_state.json"))
+    log = read_log(tmp_path)
+    assert log.format == "hf_trainer_state"
+    assert set(log.metrics) == {"loss", "learning_rate", "eval_loss", "eval_accuracy"}
+    np.testing.assert_array_equal(log.curve().steps, steps)
+    assert_plateau(diagnose_log(checkpoint / "trainer_state.json"), onset, steps)
+
+
+def test_tensorboard_event_directory(tensorboard_logs, plateau_curve) -> None:
+    steps, values, onset = plateau_curve
+    log = read_log(tensorboard_logs.single)
+    assert log.format == "tensorboard" and log.metrics == ["train/loss", "accuracy"]
+    np.testing.assert_allclose(log.curve().values, values.astype(np.float32))  # TensorBoard stores float32
+    np.testing.assert_array_equal(log.curve().steps, steps)
+    assert_plateau(diagnose_log(tensorboard_logs.single), onset, steps)
+    accuracy = diagnose_log(tensorboard_logs.single, "accuracy")
+    assert accuracy.get("loss.plateau").evidence["mode"] == "max"
+
+
+def test_tensorboard_runs_are_prefixed(tensorboard_logs) -> None:
+    log = read_log(tensorboard_logs.multi)
+    assert log.metrics == ["a/loss", "b/loss"]
+    assert (len(log.curve("a/loss")), len(log.curve("b/loss"))) == (400, 50)
+
+
+def test_tensorboard_missing_dependency(tensorboard_logs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dldebug\[tensorboard\]'"):
+        read_log(tensorboard_logs.single)
+
+
+# -- damaged logs ----------------------------------------------------------------------------------------
+def test_truncated_csv_names_file_and_line(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "log.csv", ["step", "loss", "acc"], [[i, 2.0, 0.1] for i in range(30)])
+    text = path.read_text()
+    path.write_text(text[: text.index("20,2.0,0.1") + 4])  # cut inside line 22
+    with pytest.raises(FileFormatError) as info:
+        read_log(path)
+    assert str(info.value) == (f"{path}, line 22: row has 2 fields but the header has 3 (truncated or corrupt "
+                               "row). Pass partial=True (--partial) to analyse what was read before it.")
+    assert info.value.line == 22
+    log = read_log(path, partial=True)
+    assert len(log.curve()) == 20 and log.damage.line == 22
+    report = diagnose_log(path, partial=True)
+    truncated = report.get("log.truncated")
+    assert truncated.evidence["line"] == 22 and truncated.evidence["points_read"] == 20
+    assert truncated.evidence["last_step"] == 19 and report.has("loss.stuck")
+
+
+def test_non_number_in_numeric_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "log.csv", ["step", "loss"], [[0, 1.0], [1, "oops"], [2, 0.5]])
+    with pytest.raises(FileFormatError, match=r"log.csv, line 3: value 'oops' in column 'loss' is not a number"):
+        read_log(path)
+
+
+def test_binary_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"step,loss\n0,1.0\n\xff\xfe\x00garbage\n")
+    with pytest.raises(FileFormatError, match=r"model.bin, line 3: not UTF-8 text"):
+        read_log(path)
+
+
+def test_truncated_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps({"step": i, "loss": 1.0 / (i + 1)}) + "\n" for i in range(12))[:-9])
+    with pytest.raises(FileFormatError, match=r"log.jsonl, line 12: not valid JSON \("):
+        read_log(path)
+    assert len(read_log(path, partial=True).curve()) == 11
+
+
+def test_truncated_trainer_state_keeps_complete_entries(tmp_path: Path) -> None:
+    history = [{"loss": 2.0 - i / 100, "step": 10 * i, "epoch": i / 10} for i in range(30)]
+    text = json.dumps({"global_step": 300, "log_history": history, "best_metric": None}, indent=2)
+    path = tmp_path / "trainer_state.json"
+    path.write_text(text[: text.index('"step": 200') + 5])
+    with pytest.raises(FileFormatError) as info:
+        read_log(path)
+    assert str(info.value).startswith(f"{path}, line ")
+    assert "invalid JSON in 'log_history' entry 20" in str(info.value)
+    log = read_log(path, partial=True)
+    assert len(log.curve()) == 20 and log.curve().steps[-1] == 190
+
+
+def test_truncated_and_corrupt_event_files(tensorboard_logs, tmp_path: Path) -> None:
+    source = next(tensorboard_logs.single.glob("events.out.tfevents.*"))
+    data = source.read_bytes()
+    cut = tmp_path / "cut" / source.name
+    cut.parent.mkdir()
+    cut.write_bytes(data[:-7])
+    with pytest.raises(FileFormatError, match=r"cut/events.out.tfevents.*: record 801 at byte \d+: truncated record"):
+        read_log(cut.parent)
+    partial = read_log(cut.parent, partial=True)
+    assert (len(partial.curve()), len(partial.curve("accuracy"))) == (400, 399)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad" / source.name
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(FileFormatError, match=r"record \d+ at byte \d+: corrupt record (data|length) \(CRC"):
+        read_log(bad)
+    partial = read_log(bad, partial=True)
+    # every record before the damaged one was read: the file-version record, then one scalar each
+    points = sum(len(c) for c in partial.curves.values())
+    assert points == partial.damage.line - 2 and 0 < points < 800
+
+
+# -- detection and metric choice ------------------------------------------------------------------------
+def test_format_detection(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("step,loss\n0,1\n")
+    (tmp_path / "b.log").write_text('{"step": 0, "loss": 1}\n')
+    (tmp_path / "state.json").write_text('{"log_history": [{"step": 0, "loss": 1}]}')
+    assert detect_format(tmp_path / "a.csv")[0] == "csv"
+    assert detect_format(tmp_path / "b.log")[0] == "jsonl"
+    assert detect_format(tmp_path / "state.json")[0] == "hf_trainer_state"
+    with pytest.raises(FileFormatError, match="no training log found in this directory"):
+        detect_format(tmp_path)
+    with pytest.raises(FileFormatError, match=r"nope.csv: no such file or directory"):
+        read_log(tmp_path / "nope.csv")
+
+
+def test_metric_choice_and_errors(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "m.csv", ["step", "val_loss", "acc", "train/loss"], [[0, 1, 0.1, 2], [1, 1, 0.2, 2]])
+    assert read_log(path).curve().name == "train/loss"
+    with pytest.raises(InputError) as info:
+        read_log(path).curve("loss")
+    assert str(info.value) == f"{path}: no metric named 'loss'; available metrics: val_loss, acc, train/loss."
+    only_acc = write_csv(tmp_path / "acc.csv", ["epoch", "acc", "f1"], [[0, 0.1, 0.2]])
+    with pytest.raises(InputError) as info:
+        diagnose_log(only_acc)
+    assert str(info.value) == (f"{only_acc}: no loss-like metric found; available metrics: acc, f1. "
+                               "Pick one with --metric NAME (metric=...).")
+
+
+def test_empty_log(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(FileFormatError, match="empty.csv, line 1: empty file: expected a CSV header line"):
+        read_log(path)
+    header_only = write_csv(tmp_path / "h.csv", ["step", "loss"], [])
+    with pytest.raises(FileFormatError, match="no numeric metric could be read"):
+        read_log(header_only)
+
+
+def test_resumed_run_repeats_steps_in_order(tmp_path: Path) -> None:
+    rows = [[s, 2.0 - s / 10] for s in range(10)] + [[s, 1.5 - s / 10] for s in range(5, 10)]
+    curve = read_log(write_csv(tmp_path / "r.csv", ["step", "loss"], rows)).curve()
+    assert curve.steps.tolist() == [0, 1, 2, 3, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9]
+    assert curve.values[5:7].tolist() == [1.5, 1.0]
+
+
+def test_copy_of_directory_is_not_needed(tmp_path: Path, tensorboard_logs) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tensorboard_logs.single, copy)
+    assert read_log(copy / next(copy.iterdir()).name).format == "tensorboard"
