@@ -1,0 +1,219 @@
+"""A learning-rate range test that is not fooled by noise, spikes or NaN (lesson 11).
+
+The model is trained for a few steps while the learning rate grows
+exponentially; the loss-vs-lr curve is smoothed with a running median (so a
+single spike cannot move it), the run stops at divergence (a non-finite loss or
+a smoothed loss far above its best), and the suggestion is drawn from the
+stable descending region only. The spread of the suggestion over several
+smoothing windows is reported as its uncertainty. The model, the optimizer and
+the RNG state are restored exactly afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dldebug.errors import InputError
+from dldebug.findings import Figure, Finding, Report, Series, Severity, Span
+
+_DIVERGE_FACTOR = 4.0  # stop once the smoothed loss exceeds 4x its best (after a descent)
+_WINDOWS = (0.03, 0.05, 0.08)  # smoothing windows as fractions of the run, for the uncertainty
+
+
+@dataclass(frozen=True)
+class LRRangeResult:
+    """The curve and suggestion of :func:`lr_range_test`.
+
+    Attributes:
+        lrs, losses: the learning rate and raw loss of each step run (NaN/inf kept).
+        smoothed: the running-median-smoothed loss (NaN after a non-finite loss).
+        suggestion: the suggested learning rate, or None when the loss never fell.
+        low, high: the range of suggestions over several smoothing windows.
+        stopped_at: the learning rate at which the run stopped early (divergence), or None.
+        report: findings and the loss-vs-lr figure.
+    """
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    smoothed: tuple[float, ...]
+    suggestion: float | None
+    low: float | None
+    high: float | None
+    stopped_at: float | None
+    report: Report
+
+
+def _batches(loader: Iterable[Any]) -> Iterator[Any]:
+    while True:
+        produced = False
+        for batch in loader:
+            produced = True
+            yield batch
+        if not produced:
+            raise InputError("the loader produced no batch; give an iterable of (inputs, targets) batches.")
+
+
+def running_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred running median (shrinking at the ends); NaN where values are NaN."""
+    half = max(1, window // 2)
+    padded = np.pad(values, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return np.median(windows, axis=1)
+
+
+def _suggest(lrs: np.ndarray, losses: np.ndarray, window: int) -> float | None:
+    smooth = running_median(losses, window)
+    smooth = np.convolve(np.pad(smooth, window // 2, mode="edge"), np.ones(window) / window, mode="valid")[
+        : len(losses)]
+    best = int(np.argmin(smooth))
+    noise = float(np.median(np.abs(losses - smooth))) * 1.4826 + 1e-12
+    if best < 2 or smooth[0] - smooth[best] < 3 * noise / math.sqrt(window):
+        return None
+    log_lr = np.log10(lrs[: best + 1])
+    slope = np.gradient(smooth[: best + 1], log_lr)
+    steepest = float(lrs[int(np.argmin(slope))])
+    minimum_rule = float(lrs[best]) / 10.0
+    # geometric mean of the steepest-descent point and Smith's "minimum / 10" rule
+    return math.sqrt(steepest * minimum_rule)
+
+
+def _restore_point(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    model_state = copy.deepcopy(model.state_dict())
+    optim_state = copy.deepcopy(optimizer.state_dict())
+    grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
+    training = {name: m.training for name, m in model.named_modules()}
+    rng = torch.get_rng_state()
+
+    def restore() -> None:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        for name, p in model.named_parameters():
+            p.grad = grads[name]
+        for name, m in model.named_modules():
+            m.train(training[name])
+        torch.set_rng_state(rng)
+
+    return restore
+
+
+def _run(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[..., torch.Tensor],
+         optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> tuple[list[float], float | None]:
+    ratios = [g["lr"] / optimizer.param_groups[0]["lr"] if optimizer.param_groups[0]["lr"] else 1.0
+              for g in optimizer.param_groups]
+    losses: list[float] = []
+    best = math.inf
+    model.train()
+    batches = _batches(loader)
+    for lr in lrs:
+        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+            group["lr"] = float(lr) * ratio
+        inputs, targets = next(batches)[:2]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), targets)
+        value = float(loss.detach())
+        losses.append(value)
+        if not math.isfinite(value):
+            return losses, float(lr)
+        loss.backward()
+        optimizer.step()
+        recent = float(np.median(losses[-5:]))
+        best = min(best, recent)
+        start_level = float(np.median(losses[:5]))
+        # diverged: far above the best AND most of the descent undone (a tiny best alone is no divergence)
+        if len(losses) >= 10 and recent > _DIVERGE_FACTOR * best and recent - best > 0.5 * (start_level - best):
+            return losses, float(lr)
+    return losses, None
+
+
+def lr_range_test(
+    model: nn.Module,
+    loader: Iterable[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    start: float = 1e-7,
+    end: float = 10,
+    steps: int = 100,
+) -> LRRangeResult:
+    """Sweep the learning rate exponentially from ``start`` to ``end`` and suggest one.
+
+    Args:
+        model: the model to train (restored exactly afterwards).
+        loader: an iterable of ``(inputs, targets)`` batches; cycled if shorter than ``steps``.
+        loss_fn: ``loss_fn(model(inputs), targets) -> scalar``.
+        optimizer: an optimizer over ``model``'s parameters (restored afterwards).
+        start, end: the learning-rate range, ``0 < start < end``.
+        steps: number of training steps (>= 10).
+
+    Returns:
+        An :class:`LRRangeResult`; ``.report`` holds ``lr.range_suggestion`` or
+        ``lr.range_no_descent`` and the curve.
+
+    Raises:
+        InputError: a bad range or step count, or an empty loader.
+    """
+    if not (0 < start < end and math.isfinite(end)):
+        raise InputError(f"Expected 0 < start < end; got start={start!r}, end={end!r}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
+        raise InputError(f"steps must be an integer >= 10; got {steps!r}.")
+    lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    restore = _restore_point(model, optimizer)
+    try:
+        losses, stopped_at = _run(model, loader, loss_fn, optimizer, lrs)
+    finally:
+        restore()
+    return _judge(lrs[: len(losses)], np.asarray(losses, dtype=float), stopped_at)
+
+
+def _judge(lrs: np.ndarray, losses: np.ndarray, stopped_at: float | None) -> LRRangeResult:
+    finite = int(np.argmax(~np.isfinite(losses))) if not np.all(np.isfinite(losses)) else len(losses)
+    usable_lrs, usable = lrs[:finite], losses[:finite]
+    candidates = []
+    for fraction in _WINDOWS:
+        window = max(3, round(fraction * len(lrs)) | 1)
+        if len(usable) > window + 2:
+            value = _suggest(usable_lrs, usable, window)
+            if value is not None:
+                candidates.append(value)
+    window = max(3, round(_WINDOWS[1] * len(lrs)) | 1)
+    smoothed = np.full(len(losses), np.nan)
+    if len(usable):
+        smoothed[:finite] = running_median(usable, window)
+    findings: list[Finding] = []
+    suggestion = low = high = None
+    evidence: dict[str, Any] = {"steps_run": len(losses), "lr_first": float(lrs[0]) if len(lrs) else None,
+                                "lr_last": float(lrs[-1]) if len(lrs) else None, "stopped_at_lr": stopped_at}
+    if candidates:
+        suggestion = float(np.exp(np.median(np.log(candidates))))
+        low, high = float(min(candidates)), float(max(candidates))
+        findings.append(Finding(
+            "lr.range_suggestion", Severity.INFO,
+            f"suggested learning rate {suggestion:.3g} (range {low:.3g} to {high:.3g} over smoothing windows)",
+            {**evidence, "suggestion": suggestion, "low": low, "high": high}, lesson=11,
+            fix="Train with the suggested rate; when you change the batch size, rescale it with dldebug.lr.scale_lr "
+                "and warm up with dldebug.lr.warmup."))
+    else:
+        findings.append(Finding(
+            "lr.range_no_descent", Severity.WARNING,
+            "the loss never fell meaningfully during the range test: no learning rate can be suggested",
+            evidence, lesson=11,
+            fix="Widen the range (lower start, higher end), use more steps, or check the set-up with dldebug.preflight "
+                "(frozen parameters, wrong loss, bad targets)."))
+    figure = Figure(
+        "lr.range_test", title="Learning-rate range test",
+        series=(Series("loss", lrs, losses, "scatter"), Series("running median", lrs, smoothed)),
+        spans=() if low is None or high is None else (Span(low, high, "suggestion range"),),
+        markers=() if suggestion is None else ((suggestion, f"suggested {suggestion:.2g}"),),
+        xlabel="learning rate", ylabel="loss", logx=True,
+    )
+    report = Report(findings, title="Learning-rate range test", figures=(figure,))
+    return LRRangeResult(tuple(map(float, lrs)), tuple(map(float, losses)), tuple(map(float, smoothed)),
+                         suggestion, low, high, stopped_at, report)
