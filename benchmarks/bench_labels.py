@@ -61,8 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{CLASSES} classes x {SAMPLES:,} predictions; median of {args.repeats} runs; goal < {GOAL_S} s\n")
-    print(f"| case | verdict | check_label_alignment (s) | core: bincount + 1 assignment (s) | ratio | "
-          f"share of 2 s goal |")
+    print("| case | verdict | check_label_alignment (s) | core: bincount + 1 assignment (s) | ratio | "
+          "share of 2 s goal |")
     print("|---|---|---|---|---|---|")
     for name, (predictions, labels, expected) in _cases(rng).items():
         result = check_label_alignment(predictions, labels)

@@ -95,3 +95,17 @@ def test_untrained_near_chance_model_is_never_called_permuted(digits, seed: int)
         result = check_label_alignment(logits, labels)
         assert [f.check for f in result.report] == ["labels.inconclusive"]
         assert result.mapping == {i: i for i in range(10)}
+
+
+def test_demo_scenario_on_the_trained_baseline(trained_digits, digits, tmp_path) -> None:
+    from dldebug.demo.context import DemoContext
+    from dldebug.demo.labels import scenario
+
+    ctx = DemoContext(out_dir=tmp_path, data=digits, _baseline=trained_digits)
+    section = scenario(ctx)
+    assert [f.check for f in section.findings] == ["labels.permuted", "labels.order_mismatch"]
+    accuracy = dict(section.table("labels.demo_accuracy").rows)
+    assert accuracy["recovered mapping"] == accuracy["true digit labels"] > 0.9
+    assert accuracy["sorted folder order (as a loader numbers them)"] < 0.2
+    assert section.figure("labels.confusion").matrix is not None
+    assert list(tmp_path.iterdir()) == []  # the PNGs went to a temporary folder, now removed

@@ -148,3 +148,19 @@ def test_more_dataset_classes_than_outputs_leaves_labels_unmapped() -> None:
     logits = np.eye(3, dtype=np.float32)[np.where(labels < 3, labels, 0)]  # a 3-output model
     result = check_label_alignment(logits, labels, num_classes=4)
     assert 3 not in result.mapping and result.index_list[3] == -1
+
+
+def test_weak_but_real_permuted_model_is_inconclusive_not_permuted() -> None:
+    # 35% accurate under a permutation, but only 3 of 10 classes predicted consistently: too weak to claim
+    labels = _labels(10, 45)
+    rng = np.random.default_rng(4)
+    permutation = np.roll(np.arange(10), 1)
+    favoured = np.where(labels < 3, permutation[labels], rng.choice([0, 5], len(labels)))
+    predicted = np.where(rng.random(len(labels)) < 0.8, favoured, rng.integers(0, 10, len(labels)))
+    result = check_label_alignment(predicted, labels)
+    finding = result.report.get("labels.inconclusive")
+    assert [f.check for f in result.report] == ["labels.inconclusive"] and finding is not None
+    assert finding.evidence["consistency"] < 0.5
+    assert "too weak to tell" in finding.message
+    assert result.mapping == {i: i for i in range(10)}
+    assert result.best_mapping != result.mapping

@@ -45,6 +45,9 @@ LABELS = np.array([0, 1, 2, 0])
     (LOGITS, LABELS.reshape(2, 2), {},
      "labels must be a 1-D array of class indices; got shape (2, 2). For one-hot labels pass labels.argmax(1)."),
     (LOGITS, LABELS, {"alpha": 0.0}, "alpha must lie in (0, 1); got 0.0."),
+    (LOGITS, LABELS, {"model_classes": "abc"}, "model_classes must be a list of class names, not one string."),
+    (LOGITS, LABELS, {"dataset_classes": "abc"}, "dataset_classes must be a list of class names, not one string."),
+    (LOGITS, LABELS, {"num_classes": 0}, "num_classes must be a positive integer; got 0."),
 ])
 def test_bad_input_raises_one_clear_error(predictions, labels, kwargs, message) -> None:
     with pytest.raises(InputError, match=f"^{re.escape(message)}$"):

@@ -61,6 +61,8 @@ def test_name_mismatch_lists_closest_matches() -> None:
     assert close.index_list == (0,)
     near = compare_class_names(["goldfsh"], ["tench", "goldfish"])
     assert near.closest == {"goldfsh": ("goldfish",)}
+    far = compare_class_names(["zebra"], ["tench", "goldfish"])
+    assert far.closest == {"zebra": ()} and far.only_in_model == ("tench", "goldfish")
 
 
 def test_duplicate_names_match_in_order() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dldebug.errors import InputError
-from dldebug.findings import Finding, Report, plain
+from dldebug.findings import Finding, Report, Severity, plain
 from dldebug.labels.inputs import as_labels, as_predicted_indices, resolve_sizes
 from dldebug.labels.names import compare_class_names, name_findings
 from dldebug.labels.stats import HeldOut, best_mapping, confusion_matrix, cross_fit, mutual_dominance
@@ -71,7 +71,7 @@ class LabelAlignment:
 
     def to_dict(self) -> dict[str, Any]:
         """The mapping as plain JSON values, ready to use in an evaluation script."""
-        verdict = next((f.check for f in self.report.findings if f.severity.value == "error"), "aligned")
+        verdict = next((f.check for f in self.report.findings if f.severity is Severity.ERROR), "aligned")
         document: dict[str, Any] = {
             "schema": _SCHEMA,
             "usage": "model_index = index_list[dataset_label]; dataset_label = index_list.index(model_index)",

@@ -91,6 +91,8 @@ def resolve_sizes(predicted: np.ndarray, outputs: int | None, labels: np.ndarray
                          "prediction per label.")
     if len(labels) == 0:
         raise InputError("predictions and labels are empty; give at least one prediction and its label.")
+    if isinstance(model_classes, str):
+        raise InputError("model_classes must be a list of class names, not one string.")
     k = _dataset_size(labels, num_classes, dataset_classes)
     if outputs is not None:
         if model_classes is not None and len(model_classes) != outputs:

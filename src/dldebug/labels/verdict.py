@@ -44,8 +44,15 @@ class Evidence:
                 "held_out_gained": self.held_out.gained, "held_out_lost": self.held_out.lost}
 
 
+def _class_name(names: Sequence[str] | None, index: int) -> str:
+    """The name of ``index``, or "" when there is none."""
+    return str(names[index]) if names is not None and 0 <= index < len(names) else ""
+
+
 def _name(names: Sequence[str] | None, index: int) -> str:
-    return f"{names[index]} ({index})" if names is not None and 0 <= index < len(names) else str(index)
+    """``"name (index)"``, or the bare index when there is no name."""
+    name = _class_name(names, index)
+    return f"{name} ({index})" if name else str(index)
 
 
 def describe_moves(best: np.ndarray, moved: np.ndarray, dataset_classes: Sequence[str] | None,
@@ -111,10 +118,10 @@ def _claim(ev: Evidence, dataset_classes: Sequence[str] | None, model_classes: S
 
 def _inconclusive(ev: Evidence) -> Finding | None:
     if len(ev.moved):
-        message = (f"Another class mapping fits slightly better (accuracy {ev.accuracy:.1%} -> "
-                   f"{ev.best_accuracy:.1%} in-sample), but not enough to claim a misalignment: held-out sign "
+        message = (f"Another class mapping fits better in-sample (accuracy {ev.accuracy:.1%} -> "
+                   f"{ev.best_accuracy:.1%}), but the evidence does not support a misalignment: held-out sign "
                    f"test p = {ev.p_value:.2g} (needs < {ev.alpha:g}), {ev.consistency:.0%} of classes predicted "
-                   "consistently (needs 50%). A weak model's noise is not a permutation.")
+                   "consistently (needs 50%). The model may be too weak to tell.")
     elif ev.p_chance >= ev.alpha:
         message = (f"Accuracy {ev.accuracy:.1%} is not above chance (p = {ev.p_chance:.2g}): a near-chance "
                    "model cannot show whether its labels are aligned.")
@@ -148,8 +155,7 @@ def _table(confusion: np.ndarray, chosen: np.ndarray, dataset_classes: Sequence[
     for label, index in enumerate(chosen.tolist()):
         given = int(confusion[label, label]) if label < confusion.shape[1] else 0
         mapped = int(confusion[label, index]) if index >= 0 else 0
-        rows.append((label, _name(dataset_classes, label).rsplit(" (", 1)[0], index,
-                     "" if index < 0 else _name(model_classes, index).rsplit(" (", 1)[0],
+        rows.append((label, _class_name(dataset_classes, label), index, _class_name(model_classes, index),
                      int(confusion[label].sum()), given, mapped, index != label))
     return Table("labels.mapping", ("dataset label", "dataset class", "model index", "model class", "samples",
                                     "hits as given", "hits mapped", "moved"), tuple(rows),
