@@ -1,0 +1,218 @@
+"""``compress_linear_layers``: truncated-SVD compression of a model's linear layers (lesson 7)."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from dldebug.compress.calibration import CalibData, collect_layer_inputs
+from dldebug.compress.lowrank import factorized_module, is_factorizable, layer_shape, max_useful_rank
+from dldebug.compress.ranks import (
+    KEEP_DENSE,
+    ranks_by_energy,
+    ranks_by_max_error,
+    ranks_by_param_ratio,
+    ranks_fixed,
+)
+from dldebug.compress.result import CompressionResult, build_result, count_params
+from dldebug.compress.spectrum import LayerSpectrum, analyse_layer
+from dldebug.compress.svd import SvdMethod
+from dldebug.errors import ConfigError, InputError, LayerNotFoundError
+
+__all__ = ["apply_ranks", "compress_linear_layers", "find_layers", "plan_layers", "replace_layer"]
+
+Mode = Literal["rank", "energy", "max_error", "param_ratio"]
+_MODES: tuple[Mode, ...] = ("rank", "energy", "max_error", "param_ratio")
+
+
+def _check_mode(rank: int | None, energy: float | None, max_error: float | None, param_ratio: float | None,
+                has_calib: bool) -> tuple[Mode, float]:
+    given = {name: value for name, value in zip(_MODES, (rank, energy, max_error, param_ratio), strict=True)
+             if value is not None}
+    if len(given) != 1:
+        got = ", ".join(f"{k}={v!r}" for k, v in given.items()) or "none"
+        raise ConfigError(f"Give exactly one of rank, energy, max_error, param_ratio to choose the ranks; "
+                          f"got {got}. Example: compress_linear_layers(model, energy=0.95).")
+    mode, value = next(iter(given.items()))
+    if mode == "rank" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"rank must be a positive int; got {value!r}.")
+    if mode == "energy" and not 0.0 < float(value) <= 1.0:
+        raise ConfigError(f"energy is the fraction of spectral energy to keep, in (0, 1]; got {value!r}.")
+    if mode == "max_error" and not float(value) > 0.0:
+        raise ConfigError(f"max_error is a relative output error budget per layer, > 0 (e.g. 0.05); "
+                          f"got {value!r}.")
+    if mode == "param_ratio" and not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"param_ratio is the fraction of the layers' parameters to keep, in (0, 1); "
+                          f"got {value!r}.")
+    if mode == "max_error" and not has_calib:
+        raise ConfigError("max_error is measured on the layers' outputs, so it needs calib_data (a batch of "
+                          "typical inputs). Pass calib_data=..., or choose the ranks with energy=... instead.")
+    return mode, float(value)
+
+
+def find_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[str, nn.Module]:
+    """The factorizable layers to compress: name -> module, each shared module once.
+
+    Args:
+        model: the model.
+        layers: names to compress (default: every ``nn.Linear`` and ungrouped 1x1 ``nn.Conv2d``).
+
+    Raises:
+        LayerNotFoundError: a name that is not in the model (the message lists close matches).
+        InputError: a named layer that is not factorizable, or a model without any.
+    """
+    all_names = dict(model.named_modules(remove_duplicate=False))
+    if layers is None:
+        found = {name: module for name, module in model.named_modules() if is_factorizable(module)}
+        if not found:
+            raise InputError(f"{type(model).__name__} has no nn.Linear or 1x1 nn.Conv2d layer to compress.")
+        return found
+    if isinstance(layers, str):
+        layers = [layers]
+    chosen: dict[str, nn.Module] = {}
+    for name in layers:
+        if name not in all_names:
+            close = difflib.get_close_matches(name, list(all_names), n=5)
+            raise LayerNotFoundError(f"No layer named {name!r} in {type(model).__name__}; close matches: "
+                                     f"{close or sorted(all_names)[:10]}.")
+        module = all_names[name]
+        if not is_factorizable(module):
+            raise InputError(f"Layer {name!r} is a {type(module).__name__}; only nn.Linear and ungrouped 1x1 "
+                             "nn.Conv2d layers can be factorised into two thinner layers.")
+        if all(m is not module for m in chosen.values()):  # a shared layer named twice: compress once
+            chosen[name] = module
+    return chosen
+
+
+def plan_layers(model: nn.Module, layers: dict[str, nn.Module], *, calib_data: CalibData | None,
+                data_aware: bool, method: SvdMethod, rank: int | None = None) -> list[LayerSpectrum]:
+    """Factorise every layer once, up to the largest rank any rule may pick.
+
+    With a fixed ``rank`` only that many triplets are computed; layers where no
+    rank saves parameters (or the fixed rank is past break-even) are not factorised.
+    """
+    inputs = collect_layer_inputs(model, layers, calib_data) if calib_data is not None else {}
+    spectra = []
+    for name, module in layers.items():
+        m, n = layer_shape(module)
+        limit = max_useful_rank(m, n)
+        k = limit if rank is None else min(rank, limit)
+        if k < 1 or (rank is not None and rank > limit):
+            continue
+        spectra.append(analyse_layer(name, module, k, inputs=inputs.get(name), data_aware=data_aware,
+                                     method=method))
+    return spectra
+
+
+def replace_layer(root: nn.Module, old: nn.Module, new: nn.Module) -> int:
+    """Put ``new`` wherever ``old`` is a child in ``root`` (every place a shared layer appears).
+
+    Returns:
+        How many places were replaced.
+    """
+    count = 0
+    for parent in list(root.modules()):
+        for child_name, child in list(parent.named_children()):
+            if child is old:
+                setattr(parent, child_name, new)
+                count += 1
+    return count
+
+
+def _choose_ranks(spectra: list[LayerSpectrum], mode: Mode, value: float) -> tuple[dict[str, int], bool]:
+    if mode == "rank":
+        return ranks_fixed(spectra, int(value)), True
+    if mode == "energy":
+        return ranks_by_energy(spectra, value), True
+    if mode == "max_error":
+        return ranks_by_max_error(spectra, value), True
+    return ranks_by_param_ratio(spectra, value)
+
+
+def apply_ranks(model: nn.Module, spectra: list[LayerSpectrum], ranks: dict[str, int]) -> nn.Module:
+    """Replace each layer with a rank > 0 in ``model`` (mutated) by its two factors; returns the model."""
+    for spectrum in spectra:
+        rank = ranks.get(spectrum.name, KEEP_DENSE)
+        if rank == KEEP_DENSE:
+            continue
+        new = factorized_module(spectrum.module, *spectrum.factors(rank))
+        if spectrum.module is model:
+            model = new
+        else:
+            replace_layer(model, spectrum.module, new)
+    return model
+
+
+def compress_linear_layers(
+    model: nn.Module,
+    *,
+    rank: int | None = None,
+    energy: float | None = None,
+    max_error: float | None = None,
+    param_ratio: float | None = None,
+    layers: Sequence[str] | None = None,
+    calib_data: CalibData | None = None,
+    inplace: bool = False,
+    data_aware: bool | None = None,
+    method: SvdMethod = "auto",
+    eval_fn: Callable[[nn.Module], float] | None = None,
+    max_accuracy_drop: float = 0.01,
+) -> CompressionResult:
+    """Replace linear layers by truncated-SVD factor pairs, choosing each layer's rank.
+
+    Exactly one rule picks the ranks: a fixed ``rank``; the smallest rank keeping
+    ``energy`` of the spectral energy; the smallest rank whose relative output
+    error on ``calib_data`` is at most ``max_error``; or a global ``param_ratio``
+    budget shared greedily by error per parameter. A layer is never replaced
+    where the rank would be at or past break-even (``t >= m*n/(m+n)``).
+
+    Args:
+        model: the model; left untouched unless ``inplace=True``.
+        rank, energy, max_error, param_ratio: the rank rule (exactly one).
+        layers: names of the layers to consider (default: all ``nn.Linear`` and 1x1 ``nn.Conv2d``).
+        calib_data: typical inputs (a batch tensor, a tuple of input tensors, or an iterable of batches);
+            enables output errors and, by default, the data-aware factorisation.
+        inplace: modify ``model`` itself (a model that *is* one linear layer is returned, not modified).
+        data_aware: minimise the output error on ``calib_data`` (default: True when it is given).
+        method: SVD algorithm for plain factorisation: ``"auto"``, ``"exact"``, ``"gram"``, ``"randomized"``.
+        eval_fn: optional ``model -> accuracy``; compares the original and compressed models.
+        max_accuracy_drop: accuracy drop above which ``compress.accuracy_drop`` warns (0.01 = 1 point).
+
+    Returns:
+        A :class:`CompressionResult` (``.model``, ``.table``, ``.report``, totals).
+
+    Raises:
+        ConfigError: not exactly one rule, a value out of range, or ``max_error`` without calib_data.
+        LayerNotFoundError, InputError: bad ``layers`` or ``calib_data``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+        >>> result = compress_linear_layers(net, rank=8)
+        >>> [row["rank"] for row in result.table.records()]
+        [8, 8]
+        >>> result.params_after < result.params_before
+        True
+    """
+    mode, value = _check_mode(rank, energy, max_error, param_ratio, calib_data is not None)
+    if data_aware and calib_data is None:
+        raise ConfigError("data_aware=True minimises the output error on calibration inputs; pass "
+                          "calib_data=... (a batch of typical inputs) or set data_aware=False.")
+    use_data = calib_data is not None if data_aware is None else data_aware
+    accuracy_before = eval_fn(model) if eval_fn is not None else None
+    target = model if inplace else copy.deepcopy(model)
+    chosen = find_layers(target, layers)
+    spectra = plan_layers(target, chosen, calib_data=calib_data, data_aware=use_data, method=method,
+                          rank=int(value) if mode == "rank" else None)
+    ranks, budget_met = _choose_ranks(spectra, mode, value)
+    model_params_before = count_params(model)
+    compressed = apply_ranks(target, spectra, ranks)
+    accuracy_after = eval_fn(compressed) if eval_fn is not None else None
+    with torch.no_grad():
+        return build_result(compressed, layers=chosen, spectra=spectra, ranks=ranks, mode=mode, value=value,
+                            budget_met=budget_met, model_params_before=model_params_before,
+                            accuracy=(accuracy_before, accuracy_after), max_accuracy_drop=max_accuracy_drop)

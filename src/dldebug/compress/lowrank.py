@@ -1,0 +1,155 @@
+"""Lesson 7's replacement: one linear layer becomes two thinner ones.
+
+``y = W x + b`` with ``W ~ U_t S_t V_t^T`` becomes ``V_t^T`` (``t x n``, no
+bias) followed by ``U_t S_t`` (``m x t``, the original bias), with no
+non-linearity between them. A 1x1 convolution is the same linear map applied
+at every pixel, so it becomes two 1x1 convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dldebug.compress.svd import truncated_svd
+from dldebug.errors import InputError
+
+__all__ = ["break_even_rank", "factorized_module", "is_factorizable", "layer_bias", "layer_matrix", "layer_shape",
+           "layer_weight", "lowrank_linear", "max_useful_rank"]
+
+
+def is_factorizable(module: nn.Module) -> bool:
+    """True for ``nn.Linear`` and for ungrouped ``nn.Conv2d`` with a 1x1 kernel."""
+    if type(module) is nn.Linear:
+        return True
+    return (type(module) is nn.Conv2d and tuple(module.kernel_size) == (1, 1) and module.groups == 1
+            and tuple(module.dilation) == (1, 1))
+
+
+def layer_weight(module: nn.Module) -> torch.Tensor:
+    """The layer's weight parameter."""
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+def layer_bias(module: nn.Module) -> torch.Tensor | None:
+    """The layer's bias parameter, or None."""
+    bias = getattr(module, "bias", None)
+    return bias if isinstance(bias, torch.Tensor) else None
+
+
+def layer_shape(module: nn.Module) -> tuple[int, int]:
+    """``(m, n)``: outputs and inputs of the layer's weight matrix."""
+    weight = layer_weight(module)
+    return int(weight.shape[0]), int(weight[0].numel())
+
+
+def layer_matrix(module: nn.Module) -> torch.Tensor:
+    """The layer's weight as an ``m x n`` (outputs x inputs) matrix, detached."""
+    weight = layer_weight(module).detach()
+    return weight.reshape(weight.shape[0], -1)
+
+
+def break_even_rank(m: int, n: int) -> float:
+    """``m*n / (m+n)``: at this rank two factors hold as many weights as the dense layer.
+
+    Example:
+        >>> break_even_rank(4096, 4096)
+        2048.0
+    """
+    return m * n / (m + n)
+
+
+def max_useful_rank(m: int, n: int) -> int:
+    """The largest rank ``t`` with ``t*(m+n) < m*n`` (0 when none saves weights).
+
+    Example:
+        >>> max_useful_rank(4096, 4096), max_useful_rank(1, 10)
+        (2047, 0)
+    """
+    return math.ceil(m * n / (m + n)) - 1
+
+
+def factorized_module(module: nn.Module, first: torch.Tensor, second: torch.Tensor) -> nn.Sequential:
+    """Two layers computing ``second @ first @ x + bias`` in place of ``module``.
+
+    Args:
+        module: the ``nn.Linear`` or 1x1 ``nn.Conv2d`` being replaced (gives bias, stride, padding).
+        first: the ``t x n`` weight of the first layer (no bias).
+        second: the ``m x t`` weight of the second layer (gets the original bias).
+
+    Returns:
+        ``nn.Sequential(first_layer, second_layer)`` on the module's device and dtype.
+    """
+    weight, bias = layer_weight(module), layer_bias(module)
+    rank = first.shape[0]
+    has_bias = bias is not None
+    if isinstance(module, nn.Linear):
+        a: nn.Module = nn.Linear(module.in_features, rank, bias=False)
+        b: nn.Module = nn.Linear(rank, module.out_features, bias=has_bias)
+        shape_a: tuple[int, ...] = tuple(first.shape)
+        shape_b: tuple[int, ...] = tuple(second.shape)
+    else:
+        assert isinstance(module, nn.Conv2d)
+        # Stride and padding act on the input grid, so they belong to the first conv; a padded pixel is
+        # 0 after it and only the bias after the second, exactly as in the original layer.
+        stride = (int(module.stride[0]), int(module.stride[1]))
+        padding: str | tuple[int, int] = (module.padding if isinstance(module.padding, str)
+                                          else (int(module.padding[0]), int(module.padding[1])))
+        a = nn.Conv2d(module.in_channels, rank, 1, stride=stride, padding=padding,
+                      padding_mode=module.padding_mode, bias=False)
+        b = nn.Conv2d(rank, module.out_channels, 1, bias=has_bias)
+        shape_a, shape_b = (*first.shape, 1, 1), (*second.shape, 1, 1)
+    a.to(device=weight.device, dtype=weight.dtype)
+    b.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        layer_weight(a).copy_(first.reshape(shape_a))
+        layer_weight(b).copy_(second.reshape(shape_b))
+        new_bias = layer_bias(b)
+        if bias is not None and new_bias is not None:
+            new_bias.copy_(bias.detach())
+    return nn.Sequential(a, b).train(module.training)
+
+
+def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
+    """Replace ``linear`` by its rank-``rank`` truncated SVD: ``V_t^T`` then ``U_t S_t`` (+ bias).
+
+    Uses the exact SVD (in float64 for layers up to ~4M weights), so at full rank
+    ``min(m, n)`` the pair reproduces the original outputs to float precision.
+    The break-even rule is not applied here (see :func:`compress_linear_layers`).
+
+    Args:
+        linear: an ``nn.Linear`` or an ungrouped 1x1 ``nn.Conv2d``; left unchanged.
+        rank: ``1 <= rank <= min(m, n)``.
+
+    Returns:
+        ``nn.Sequential(Linear(n, t, bias=False), Linear(t, m))`` (two 1x1 convs for a conv).
+
+    Raises:
+        InputError: an unsupported layer or a rank out of range.
+
+    Example:
+        >>> fc = nn.Linear(8, 4)
+        >>> pair = lowrank_linear(fc, 4)
+        >>> x = torch.randn(3, 8)
+        >>> torch.allclose(pair(x), fc(x), atol=1e-6)
+        True
+    """
+    if not is_factorizable(linear):
+        raise InputError(f"lowrank_linear needs an nn.Linear or an ungrouped 1x1 nn.Conv2d; got "
+                         f"{type(linear).__name__}{_describe(linear)}. Larger kernels are not a single matrix.")
+    matrix = layer_matrix(linear)
+    m, n = matrix.shape
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(m, n):
+        raise InputError(f"rank must be an int in 1..{min(m, n)} for a {m} x {n} layer; got {rank!r}.")
+    svd = truncated_svd(matrix, rank, method="exact")
+    return factorized_module(linear, svd.Vh, svd.U * svd.S)
+
+
+def _describe(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        return f"(kernel_size={tuple(module.kernel_size)}, groups={module.groups})"
+    return ""
