@@ -164,3 +164,11 @@ def test_weak_but_real_permuted_model_is_inconclusive_not_permuted() -> None:
     assert "too weak to tell" in finding.message
     assert result.mapping == {i: i for i in range(10)}
     assert result.best_mapping != result.mapping
+
+
+def test_too_few_samples_is_inconclusive_not_silent() -> None:
+    result = check_label_alignment(np.array([0, 1, 2]), np.array([0, 1, 2]))
+    finding = result.report.get("labels.inconclusive")
+    assert finding is not None and finding.severity.value == "info"
+    assert finding.message.startswith("Accuracy 100.0% is not significantly above chance (")
+    assert finding.message.endswith("on 3 samples: the check cannot tell whether the labels are aligned.")

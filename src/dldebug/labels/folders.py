@@ -155,9 +155,12 @@ def _runner(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
         session = model.session()
         return lambda batch: np.asarray(session.run(None, {names[0]: batch.numpy()})[0])
 
+    first = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+    device = first.device if first is not None else torch.device("cpu")
+
     def run_torch(batch: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            result = model(batch)
+            result = model(batch.to(device))
         if isinstance(result, (tuple, list)):
             result = result[0]
         return result.detach().float().cpu().numpy()

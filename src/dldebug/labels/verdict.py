@@ -123,8 +123,11 @@ def _inconclusive(ev: Evidence) -> Finding | None:
                    f"test p = {ev.p_value:.2g} (needs < {ev.alpha:g}), {ev.consistency:.0%} of classes predicted "
                    "consistently (needs 50%). The model may be too weak to tell.")
     elif ev.p_chance >= ev.alpha:
-        message = (f"Accuracy {ev.accuracy:.1%} is not above chance (p = {ev.p_chance:.2g}): a near-chance "
-                   "model cannot show whether its labels are aligned.")
+        held = ev.held_out
+        chance = held.expected_hits / held.samples if held.samples else 0.0
+        message = (f"Accuracy {ev.accuracy:.1%} is not significantly above chance ({chance:.1%}, p = "
+                   f"{ev.p_chance:.2g}) on {held.samples} samples: the check cannot tell whether the labels are "
+                   "aligned.")
     else:
         return None
     return Finding("labels.inconclusive", Severity.INFO, message, {**ev.common(), "p_chance": ev.p_chance},
