@@ -6,6 +6,7 @@ are imported only by the runner that needs them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,13 +34,23 @@ class Runner(Protocol):
 
 
 def runner_for(model: Any) -> Runner:
-    """The runner for a PyTorch module, an ONNX model (file, proto or ``OnnxModel``) or a Keras model.
+    """The runner for a PyTorch module, an ONNX model (proto or ``OnnxModel``) or a Keras model.
+
+    A path (``.onnx``, ``.pt2``, ``.keras``/``.h5``) or ``module:factory`` string is loaded first.
 
     Raises:
         InputError: the object is none of these.
     """
     import torch
 
+    if isinstance(model, (str, Path)):
+        from dldebug.compare.loading import load_compare_model
+
+        model = load_compare_model(model)
+    from dldebug.compare.runners.torch_graph import TorchGraphRunner, has_module_stack
+
+    if isinstance(model, torch.fx.GraphModule) and has_module_stack(model):
+        return TorchGraphRunner(model)
     if isinstance(model, torch.nn.Module):
         from dldebug.compare.runners.torch import TorchRunner
 

@@ -109,17 +109,14 @@ class KerasRunner:
             outputs = []
             for layer in self.layers:
                 outputs.extend([layer.output, layer.input])
-            self._probe = keras.Model(self.model.inputs, outputs)
+            self._probe = keras.Model(self.model.inputs, [*outputs, self.model.outputs[0]])
         return self._probe
 
     def capture(self, x: np.ndarray) -> Capture:
-        values = self._sub_model()(np.asarray(x, np.float32), training=False)
+        values = self._sub_model()([np.asarray(x, np.float32)], training=False)
         arrays = [np.asarray(v) for v in values]
-        records = []
-        for i, layer in enumerate(self.layers):
-            records.append(self._record(layer, arrays[2 * i], arrays[2 * i + 1]))
-        final = np.asarray(self.model(np.asarray(x, np.float32), training=False))
-        return Capture(self.framework, "channels_last", records, final)
+        records = [self._record(layer, arrays[2 * i], arrays[2 * i + 1]) for i, layer in enumerate(self.layers)]
+        return Capture(self.framework, "channels_last", records, arrays[-1])
 
     def _record(self, layer: Any, output: np.ndarray, data_in: np.ndarray) -> LayerRecord:
         type_name = type(layer).__name__

@@ -78,12 +78,12 @@ class TorchRunner:
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         was_training = self.model.training
-        self.model.eval()
+        _set_training(self.model, False)
         try:
             with torch.no_grad():
                 out = self.model(torch.from_numpy(np.ascontiguousarray(x)))
         finally:
-            self.model.train(was_training)
+            _set_training(self.model, was_training)
         result = _numpy(out)
         return np.zeros(0, np.float32) if result is None else result
 
@@ -127,6 +127,11 @@ class TorchRunner:
         with _hooks(fed, hook, pre=True), _hooks(self.leaves, keep, pre=False):
             self._forward(x)
         return outputs
+
+
+def _set_training(model: nn.Module, mode: bool) -> None:
+    with contextlib.suppress(NotImplementedError):  # an exported GraphModule refuses train(); eval already
+        model.train(mode)
 
 
 @contextlib.contextmanager
