@@ -118,16 +118,18 @@ class TrainingMonitor:
     def _observe(self, loss: float | torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor | None,
                  batch_size: int | None, lr: float | None, step: int | None) -> None:
         step = self.next_step if step is None else int(step)
-        self.next_step, self.steps_observed = step + 1, self.steps_observed + 1
-        sampled = self.layer_stats or self.steps_observed % self.every == 1 or self.every == 1
+        self.next_step = step + 1
+        self.steps_observed += 1
+        sampled = self.layer_stats or self.steps_observed % self.every == 1 % self.every
         stats = logit_statistics(logits, targets) if logits is not None and sampled else None
-        if self._defers(loss):
-            assert isinstance(loss, torch.Tensor)
+        if not isinstance(loss, torch.Tensor):
+            self._record(step, float(loss), None if stats is None else stats.tolist(), live=True)
+        elif self._defers(loss):
             self._pending.append((step, loss.detach().float().mean(), stats))
             if len(self._pending) >= self.every:
                 self._flush()
         else:
-            value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float(loss)
+            value = loss.item() if loss.numel() == 1 else float(loss.detach().float().mean())
             self._record(step, value, None if stats is None else stats.tolist(), live=True)
         if batch_size is not None:
             self._track_batch(step, int(batch_size), None if lr is None else float(lr))
@@ -138,9 +140,7 @@ class TrainingMonitor:
         if step - self._judged_at >= 25 * self.every:
             self._judge_curve(step)
 
-    def _defers(self, loss: float | torch.Tensor) -> bool:
-        if not isinstance(loss, torch.Tensor):
-            return False
+    def _defers(self, loss: torch.Tensor) -> bool:
         return loss.device.type != "cpu" if self.defer_sync is None else self.defer_sync
 
     def _record(self, step: int, value: float, stats: list[float] | None, *, live: bool) -> None:
