@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dldebug.curves.signal import mad_sigma, noise_sigma, odd, smooth_mean, smooth_median
+from dldebug.curves.signal import MAD_TO_SIGMA, mad_sigma, noise_sigma, odd, smooth_mean, smooth_median
 
 __all__ = [
     "CurveShape",
@@ -32,6 +32,8 @@ MIN_RELATIVE_FALL = 0.05
 MIN_RELATIVE_RISE = 0.3
 #: Swings must reach this fraction of the curve's typical level to count as large.
 MIN_RELATIVE_SWING = 0.1
+#: Swings must span at least this fraction of the run.
+MIN_OSCILLATION_FRACTION = 0.25
 #: An early flat stretch must cover at least this fraction of the run to be a plateau.
 MIN_PLATEAU_FRACTION = 0.1
 #: A collapsed loss sits this many times below its starting level (two orders of magnitude).
@@ -117,10 +119,11 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
     m = len(y)
     if m < 12:
         return None
-    sigma = noise_sigma(y)
     base = smooth_median(y, odd(m / 3, 5))  # one whole period when three fit in the run
     residual = smooth_median(y, 3) - base
-    band = max(3.0 * sigma, MIN_RELATIVE_SWING * float(np.median(np.abs(base))))
+    # Losses are noisier where they are higher: judge each swing against the local noise.
+    local_sigma = smooth_median(np.abs(np.diff(y, prepend=y[0])), odd(m / 10)) * (MAD_TO_SIGMA / np.sqrt(2.0))
+    band = np.maximum(3.0 * local_sigma, MIN_RELATIVE_SWING * float(np.median(np.abs(base))))
     side = np.where(residual > band, 1, np.where(residual < -band, -1, 0))
     where = np.flatnonzero(side)
     if len(where) < 2:
@@ -129,6 +132,8 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
     if len(flips) < 4:
         return None
     first, last = int(where[flips[0]]), int(where[flips[-1] + 1])
+    if last - first < MIN_OSCILLATION_FRACTION * m:
+        return None  # a few noisy excursions, not a regime of the run
     crossings = (where[flips] + where[flips + 1]) / 2.0
     period = 2.0 * float(np.mean(np.diff(crossings)))
     if period < 2:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 
-__all__ = ["BinnedCurve", "bin_curve", "mad_sigma", "noise_sigma", "odd", "smooth_mean", "smooth_median"]
+__all__ = ["MAD_TO_SIGMA", "BinnedCurve", "bin_curve", "mad_sigma", "noise_sigma", "odd", "smooth_mean",
+           "smooth_median"]
 
 #: Curves longer than this are summarised by per-bin medians before the segment logic runs.
 MAX_BINS = 2000
-_MAD_TO_SIGMA = 1.4826
+MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def mad_sigma(values: np.ndarray) -> float:
     """Robust standard deviation: 1.4826 x the median absolute deviation (0.0 when empty)."""
     if len(values) == 0:
         return 0.0
-    return float(_MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
 
 
 def noise_sigma(values: np.ndarray) -> float:
