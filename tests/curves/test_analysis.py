@@ -44,7 +44,7 @@ def test_plateau_boundaries_are_pinned(onset: float, noise: float, families) -> 
     # end_step is the onset of the fall (last step inside the noise band): within 3% of the true
     # onset plus 0.5% of the run (the fall must first clear the noise band)
     assert abs(plateau.evidence["end_step"] - 10 * start) <= 10 * (0.03 * start + 0.005 * len(curve))
-    assert plateau.evidence["plateau_level"] == pytest.approx(2.3, abs=0.02)
+    assert plateau.evidence["level_before"] == pytest.approx(2.3, abs=0.02)
     assert plateau.evidence["level_after"] < 0.6
 
 

@@ -150,7 +150,7 @@ class _Context:
         for key, raw_index in d.raw_marks.items():
             evidence[key] = self.steps[raw_index].item()
         for key, value in d.levels.items():
-            evidence[key] = self.level(value) if key.endswith("_level") else self.magnitude(value)
+            evidence[key] = self.level(value) if "level" in key else self.magnitude(value)
         for key, number in d.numbers.items():
             if key == "period_bins":
                 evidence["period_steps"] = float(number) * self.step_span()

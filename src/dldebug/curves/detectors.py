@@ -209,7 +209,7 @@ def detect_plateau(shape: CurveShape) -> Detection | None:
     if np.mean(np.abs(flat - level) <= band) < 0.9:
         return None  # not flat: the curve wandered out of the band before the fall
     return Detection("loss.plateau", 0, end,
-                     levels={"plateau_level": level, "level_after": shape.end_level, "band": band},
+                     levels={"level_before": level, "level_after": shape.end_level, "band": band},
                      numbers={"fraction_of_run": (end + 1) / shape.size})
 
 

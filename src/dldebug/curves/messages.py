@@ -80,7 +80,7 @@ def _plateau(e: dict[str, Any], name: str, mode: str) -> Finding:
     share = round(100 * float(e["fraction_of_run"]))
     return Finding(
         "loss.plateau", Severity.INFO,
-        f"{name} sat on a plateau at {_g(e['plateau_level'])} from step {e['start_step']} to step "
+        f"{name} sat on a plateau at {_g(e['level_before'])} from step {e['start_step']} to step "
         f"{e['end_step']} ({share}% of the run), then {change} to {_g(e['level_after'])}: an early plateau "
         "that broke, not a bug (lesson 2).",
         e,
