@@ -23,7 +23,7 @@ class Nested(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 24, 1, stride=2, padding=1), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(12, 24, 1, stride=2, padding=1), nn.ReLU())
         self.blocks = nn.ModuleDict({"a": nn.Sequential(nn.Linear(24 * 25, 40), nn.ReLU()),
                                      "b": nn.Linear(40, 30)})
 
@@ -55,3 +55,15 @@ def correlated_inputs() -> torch.Tensor:
     g = torch.Generator().manual_seed(3)
     basis = torch.randn(6, 48, generator=g)
     return torch.randn(600, 6, generator=g) @ basis + 0.05 * torch.randn(600, 48, generator=g)
+
+
+@pytest.fixture
+def shared_twice() -> SharedTwice:
+    torch.manual_seed(0)
+    return SharedTwice(16)
+
+
+@pytest.fixture
+def nested() -> Nested:
+    torch.manual_seed(0)
+    return Nested().eval()
