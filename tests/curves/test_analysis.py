@@ -228,6 +228,13 @@ def test_bad_mode_lists_the_allowed_values() -> None:
         diagnose_curve([1.0, 2.0], mode="minimum")  # type: ignore[arg-type]
 
 
+def test_short_curve_is_stuck_only_within_its_noise() -> None:
+    rng = np.random.default_rng(0)
+    falling = 2.3 - 0.012 * np.arange(10) + 0.002 * rng.standard_normal(10)  # 5% fall, far beyond the noise
+    assert checks(diagnose_curve(falling)) == []
+    assert checks(diagnose_curve(2.3 + 0.01 * rng.standard_normal(10))) == ["loss.stuck"]
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 7])
 def test_short_curves_are_not_judged(n: int) -> None:
     report = diagnose_curve(np.full(n, 1.0))
@@ -240,6 +247,9 @@ def test_real_digits_training_loss_is_silent(trained_digits) -> None:
     report = diagnose_curve(history.losses, history.steps)
     assert report.filter(min_severity="warning") == ()
     assert not report.has("loss.plateau")
+    # a monitor re-judges the growing history: no prefix of a healthy run is an alarm either
+    for k in range(8, len(history.losses), 4):
+        assert diagnose_curve(history.losses[:k]).filter(min_severity="warning") == (), k
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ def diagnose_curve(
                           f"'max': higher is better, e.g. accuracy); got {mode!r}.")
     if not isinstance(name, str):
         raise InputError(f"name must be a string such as 'loss'; got {type(name).__name__}.")
-    raw = _as_1d(values, "values")
+    raw = _as_1d(values, "values").astype(np.float64)
     step_array = np.arange(len(raw)) if steps is None else _as_steps(steps, len(raw))
     with np.errstate(all="ignore"):
         return _diagnose(raw, step_array, name, mode)

@@ -32,6 +32,8 @@ MIN_RELATIVE_FALL = 0.05
 MIN_RELATIVE_RISE = 0.3
 #: Swings must reach this fraction of the curve's typical level to count as large.
 MIN_RELATIVE_SWING = 0.1
+#: Below this many points a curve is stuck only if its fall is also within its point noise.
+SHORT_CURVE = 50
 #: Swings must span at least this fraction of the run.
 MIN_OSCILLATION_FRACTION = 0.25
 #: An early flat stretch must cover at least this fraction of the run to be a plateau.
@@ -175,6 +177,8 @@ def detect_stuck(shape: CurveShape) -> Detection | None:
     threshold = shape.fall_threshold()
     if shape.fall > threshold:
         return None
+    if shape.size < SHORT_CURVE and shape.fall > 3.0 * shape.sigma:
+        return None  # a few points falling clearly beyond their noise: too early to call it stuck
     return Detection("loss.stuck", 0, shape.size - 1,
                      levels={"start_level": shape.start_level, "end_level": shape.end_level,
                              "threshold": threshold, "best_level": float(np.min(shape.trend))})
