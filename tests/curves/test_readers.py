@@ -251,3 +251,15 @@ def test_copy_of_directory_is_not_needed(tmp_path: Path, tensorboard_logs) -> No
     copy = tmp_path / "copy"
     shutil.copytree(tensorboard_logs.single, copy)
     assert read_log(copy / next(copy.iterdir()).name).format == "tensorboard"
+
+
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbfstep,loss\r\n0,2.3\r\n1,2.2\r\n",  # Excel: BOM and CRLF
+    b"step\tloss\n0\t2.3\n1\t2.2\n",  # TSV
+    b'"step","loss"\n"0","2.3"\n\n"1","2.2"',  # quoted cells, blank line, no final newline
+])
+def test_csv_dialects(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(content)
+    curve = read_log(path).curve()
+    assert (curve.name, curve.steps.tolist(), curve.values.tolist()) == ("loss", [0, 1], [2.3, 2.2])

@@ -36,7 +36,7 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                yield number, raw.decode("utf-8")
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")  # Excel writes a BOM
             except UnicodeDecodeError:
                 raise LogDamage(number, "not UTF-8 text (binary or corrupt bytes)") from None
 
