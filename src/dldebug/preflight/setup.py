@@ -12,7 +12,7 @@ from torch import nn
 
 from dldebug.errors import InputError
 
-TrainStep = Callable[[nn.Module, Any, Callable[..., torch.Tensor], torch.optim.Optimizer], Any]
+TrainStep = Callable[[nn.Module, Any, Any, torch.optim.Optimizer], Any]  # (model, batch, loss_fn, optimizer)
 
 
 @dataclass
