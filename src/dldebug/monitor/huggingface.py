@@ -33,7 +33,7 @@ __all__ = ["MonitorCallback"]
 _Exportable = getattr(_tf.trainer_callback, "ExportableState", object)
 
 
-class MonitorCallback(_tf.TrainerCallback, _Exportable):  # type: ignore[misc,name-defined]
+class MonitorCallback(_tf.TrainerCallback, _Exportable):  # type: ignore[misc,name-defined,valid-type]
     """Observe every optimiser step of a ``transformers.Trainer``; ``report`` is set after training.
 
     Args:
