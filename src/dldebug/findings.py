@@ -33,6 +33,9 @@ __all__ = [
 
 _SCHEMA = "dldebug.report/1"
 
+# Numbers for a plot: a list, tuple, numpy array or tensor; stored as a tuple of plain floats.
+Numbers = Sequence[float] | Any
+
 
 class Severity(str, enum.Enum):
     """How bad a finding is; ordered ``INFO < WARNING < ERROR``."""
@@ -215,8 +218,8 @@ class Series:
     """One data series of a figure."""
 
     label: str
-    x: Sequence[float]
-    y: Sequence[float]
+    x: Numbers
+    y: Numbers
     style: Literal["line", "scatter", "bar", "step"] = "line"
 
     def __post_init__(self) -> None:
@@ -273,7 +276,7 @@ class Figure:
     ylabel: str = ""
     logx: bool = False
     logy: bool = False
-    matrix: Sequence[Sequence[float]] | None = None
+    matrix: Sequence[Numbers] | None = None
     caption: str = ""
 
     def __post_init__(self) -> None:
