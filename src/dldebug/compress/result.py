@@ -71,12 +71,12 @@ def _measured_output_error(spectrum: LayerSpectrum, rank: int) -> float | None:
     if x is None:
         return None
     module = spectrum.module
-    weight = layer_matrix(module).to(x.dtype)
+    weight = layer_matrix(module).to(x)  # the rows live on the CPU; measure there
     bias = layer_bias(module)
     first, second = spectrum.factors(rank)
     exact = x @ weight.T
-    approx = (x @ first.to(x.dtype).T) @ second.to(x.dtype).T
-    reference = exact if bias is None else exact + bias.detach().to(x.dtype)
+    approx = (x @ first.to(x).T) @ second.to(x).T
+    reference = exact if bias is None else exact + bias.detach().to(x)
     denom = float(reference.norm())
     return float((approx - exact).norm()) / denom if denom > 0 else 0.0
 

@@ -113,7 +113,7 @@ def analyse_layer(name: str, module: nn.Module, k: int, *, inputs: torch.Tensor 
     m, n = weight.shape
     w64 = weight.double() if m * n <= 1 << 24 else weight.float()
     weight_total = float(w64.square().sum())
-    x = None if inputs is None else inputs.to(w64.dtype)
+    x = None if inputs is None else inputs.to(device=w64.device, dtype=w64.dtype)
     y = None if x is None else x @ w64.T  # the layer's output without bias: what the factors must keep
     if data_aware and y is not None and x is not None:
         left, right, energy_head, used, residual = _data_aware(w64, x, y, k, damping)
