@@ -103,10 +103,28 @@ def test_oscillation_without_trend(periods: int, families) -> None:
     assert e["swing"] == pytest.approx(1.0, rel=0.3)  # peak to peak of a 0.5-amplitude sine
 
 
+@pytest.mark.parametrize("periods", [3.25, 4.5, 6.25, 10.25])  # x.25 periods end on a peak
+@pytest.mark.parametrize("amplitude", [0.3, 0.6])
+def test_fall_then_oscillation_ending_high_is_not_divergence(periods: float, amplitude: float) -> None:
+    t = np.arange(1000)
+    swings = 1.2 + amplitude * np.sin(2 * np.pi * periods * (t - 200) / 800)
+    curve = np.where(t < 200, 2.3 - 1.1 * t / 200, swings) + 0.05 * np.random.default_rng(4).standard_normal(1000)
+    report = diagnose_curve(curve)
+    assert checks(report) == ["loss.oscillating"]
+    e = report.get("loss.oscillating").evidence
+    assert e["period_steps"] == pytest.approx(800 / periods, rel=0.15)
+    # the start is known to about a period: the trend window there still holds the fall
+    assert abs(e["start_step"] - 200) <= 1.5 * 800 / periods and e["end_step"] >= 1000 - 800 / periods
+
+
 def test_oscillation_riding_a_falling_trend_is_not_flagged(families) -> None:
     t = np.arange(2000)
-    curve = families.healthy(2000, 0.02) + 0.05 * np.sin(2 * np.pi * t / 200)
+    # a cyclic learning rate on a loss that falls to the end; once the loss is flat, such swings
+    # are an oscillation without a trend and are reported
+    curve = families.healthy(2000, 0.02, tau=0.4) + 0.05 * np.sin(2 * np.pi * t / 200)
     assert checks(diagnose_curve(curve)) == []
+    flat_tail = families.healthy(2000, 0.02, tau=0.1) + 0.05 * np.sin(2 * np.pi * t / 200)
+    assert checks(diagnose_curve(flat_tail)) == ["loss.oscillating"]
 
 
 def test_collapse_with_recurring_spikes(families) -> None:

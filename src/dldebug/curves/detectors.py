@@ -133,21 +133,39 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
     flips = np.flatnonzero(np.diff(side[where]) != 0)
     if len(flips) < 4:
         return None
-    first, last = int(where[flips[0]]), int(where[flips[-1] + 1])
-    if last - first < MIN_OSCILLATION_FRACTION * m:
-        return None  # a few noisy excursions, not a regime of the run
     crossings = (where[flips] + where[flips + 1]) / 2.0
     period = 2.0 * float(np.mean(np.diff(crossings)))
     if period < 2:
         return None
-    trend = smooth_mean(smooth_median(y, 3), odd(2 * period))
-    around_trend = (smooth_median(y, 3) - trend)[first:last + 1]
+    smooth = smooth_median(y, 3)
+    trend = smooth_mean(smooth, odd(2 * period))
+    crossings = _trailing_regime(crossings, trend, smooth - trend)
+    if len(crossings) < 5:
+        return None
+    first, last = int(np.floor(crossings[0])), int(np.ceil(crossings[-1]))  # from the first swing to the last
+    if last - first < MIN_OSCILLATION_FRACTION * m:
+        return None  # a few noisy excursions, or swings riding a trend: not a regime of the run
+    around_trend = (smooth - trend)[first:last + 1]
     swing = float(np.percentile(around_trend, 95) - np.percentile(around_trend, 5))
     drift = abs(float(trend[last] - trend[first]))
     if drift > swing / 2:
         return None  # a trend carries the swings (e.g. a cyclic learning rate on a falling loss)
+    period = 2.0 * float(np.mean(np.diff(crossings)))
     return Detection("loss.oscillating", first, last, levels={"swing": swing, "drift": drift},
-                     numbers={"swings": len(flips), "period_bins": period})
+                     numbers={"swings": len(crossings), "period_bins": period})
+
+
+def _trailing_regime(crossings: np.ndarray, trend: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+    """The crossings of the last stretch whose trend stays within half a swing of the final trend.
+
+    A loss that falls and then oscillates has crossings inside the fall too; they
+    sit on a different trend level and are dropped.
+    """
+    at = np.clip(np.round(crossings).astype(np.int64), 0, len(trend) - 1)
+    later = deviation[at[len(at) // 2]:at[-1] + 1]
+    tolerance = float(np.percentile(later, 95) - np.percentile(later, 5)) / 2 if len(later) > 1 else 0.0
+    outside = np.flatnonzero(np.abs(trend[at] - trend[at[-1]]) > tolerance)
+    return crossings if not len(outside) else crossings[int(outside[-1]) + 1:]
 
 
 def detect_diverging(shape: CurveShape) -> Detection | None:
