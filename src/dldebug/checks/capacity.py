@@ -1,0 +1,187 @@
+"""Where a model's parameters live, and whether one layer holds too many of them (lesson 3).
+
+The lesson's case: a C3D feature map of 512 x 128 x 171 flattened into a fully connected layer
+puts billions of parameters in one layer, and the network cannot even over-fit a small data set.
+A 1x1 convolution down to one channel (or global pooling) before the FC layer fixes it.
+
+Models built on the ``meta`` device are audited without allocating a single weight.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dldebug.checks.layers import CONVOLUTIONS, eval_mode, layer_kind, leaf_modules, watch_layers
+from dldebug.errors import InputError
+from dldebug.findings import Finding, Report, Severity, Table
+
+__all__ = ["parameter_audit"]
+
+DOMINANT_SHARE = 0.5  # a layer holding at least this share of all parameters dominates
+BIG_LAYER = 1_000_000  # ... and is worth a finding from this size on (or PER_SAMPLE_LAYER per sample)
+PER_SAMPLE_LAYER = 100
+HUGE_LAYER = 100_000_000  # error from this size (or HUGE_PER_SAMPLE per sample) on
+HUGE_PER_SAMPLE = 10_000
+MIN_FIX_GAIN = 4  # flag a flattened-map layer only when the 1x1-conv fix shrinks it at least this much
+OTHER_LAYER_PER_SAMPLE = 1_000  # a dominant layer not fed by a flattened map: warn from this many per sample
+PARAMS_PER_SAMPLE = 1_000  # the whole model: warn from this many parameters per training sample
+
+
+@dataclass(frozen=True)
+class _FlatFeed:
+    """A Linear layer fed by a flattened ``channels x spatial`` map."""
+
+    channels: int
+    spatial: int
+    shape: str  # "512x128x171", or "512 x (21888 positions)" when no example input told the layout
+
+
+def parameter_audit(
+    model: nn.Module,
+    *,
+    n_train_samples: int | None = None,
+    example_input: torch.Tensor | None = None,
+) -> Report:
+    """Count parameters per layer and flag a layer that holds most of them.
+
+    Args:
+        model: a PyTorch module; it may live on the ``meta`` device (no memory is used).
+        n_train_samples: the training set size, for the parameters-per-sample ratio.
+        example_input: a batch for the model; with it the audit knows the exact map shape that
+            feeds each Linear layer (run on the meta device when the model is there).
+
+    Returns:
+        A Report with the table ``capacity.layers`` and, when one layer dominates,
+        ``capacity.dominant_layer`` with the fix and the parameter count it would give.
+
+    Raises:
+        InputError: ``n_train_samples`` is not a positive integer.
+
+    Example:
+        >>> with torch.device("meta"):
+        ...     head = nn.Sequential(nn.Conv2d(512, 512, 3, padding=1), nn.Flatten(),
+        ...                          nn.Linear(512 * 128 * 171, 1024), nn.Linear(1024, 10))
+        >>> report = parameter_audit(head)
+        >>> report.get("capacity.dominant_layer").evidence["layer"]
+        '2'
+    """
+    if n_train_samples is not None and (not isinstance(n_train_samples, int) or n_train_samples <= 0):
+        raise InputError(f"n_train_samples must be a positive integer (the training set size); "
+                         f"got {n_train_samples!r}.")
+    total = sum(p.numel() for p in model.parameters())
+    own = {name: sum(p.numel() for p in m.parameters(recurse=False)) for name, m in model.named_modules()}
+    modules = dict(model.named_modules())
+    feeds = _traced_feeds(model, example_input) if example_input is not None else _guessed_feeds(model)
+    rows = [(name or "(model)", layer_kind(modules[name]), count, count / total if total else 0.0,
+             f"fed by a flattened {feeds[name].shape} map" if name in feeds else "")
+            for name, count in own.items() if count > 0]
+    per_sample = total / n_train_samples if n_train_samples else None
+    caption = f"{total:,} parameters" + (f"; {per_sample:,.1f} per training sample" if per_sample else "")
+    table = Table("capacity.layers", ("layer", "type", "params", "share", "note"), tuple(rows), caption=caption)
+    findings = []
+    if own and total:
+        name = max(own, key=lambda n: own[n])
+        finding = _dominant_finding(name, modules[name], own[name], total, feeds.get(name), n_train_samples)
+        if finding is not None:
+            findings.append(finding)
+    if per_sample is not None and per_sample >= PARAMS_PER_SAMPLE:
+        findings.append(Finding(
+            "capacity.params_per_sample", Severity.WARNING,
+            f"{total:,} parameters for {n_train_samples:,} training samples ({per_sample:,.0f} per sample).",
+            {"params": total, "n_train_samples": n_train_samples, "params_per_sample": per_sample},
+            fix="If the training loss does not fall, try a smaller network (or pretrained weights and more data); "
+                "check it with dldebug.can_overfit on one batch.", lesson=3))
+    return Report(findings, title="Parameter audit", tables=(table,),
+                  meta={"params": total, "n_train_samples": n_train_samples, "params_per_sample": per_sample})
+
+
+def _dominant_finding(name: str, module: nn.Module, count: int, total: int, feed: _FlatFeed | None,
+                      n_train: int | None) -> Finding | None:
+    share = count / total
+    per_sample = count / n_train if n_train else 0.0
+    if share < DOMINANT_SHARE:
+        return None
+    if feed is not None and isinstance(module, nn.Linear):
+        if count < BIG_LAYER and per_sample < PER_SAMPLE_LAYER:
+            return None
+        if count < MIN_FIX_GAIN * _fix_sizes(module, feed)[0]:
+            return None  # already thin (e.g. after a 1x1 bottleneck): the fix would not shrink it
+        return _flattened_map_finding(name, module, count, total, feed, per_sample)
+    if per_sample < OTHER_LAYER_PER_SAMPLE:
+        return None  # a big embedding or a plain MLP layer is normal unless the data is tiny
+    return Finding(
+        "capacity.dominant_layer", Severity.WARNING,
+        f"Layer {name!r} ({layer_kind(module)}) holds {share:.0%} of all parameters ({count:,}; "
+        f"{per_sample:,.0f} per training sample).",
+        {"layer": name, "type": layer_kind(module), "params": count, "share": share, "total_params": total,
+         "params_per_sample": per_sample},
+        fix="Shrink this layer (fewer units or channels) if the training loss does not fall.", lesson=3)
+
+
+def _flattened_map_finding(name: str, module: nn.Linear, count: int, total: int, feed: _FlatFeed,
+                           per_sample: float) -> Finding:
+    out = module.out_features
+    bottleneck, pooled = _fix_sizes(module, feed)
+    severe = count >= HUGE_LAYER or per_sample >= HUGE_PER_SAMPLE
+    return Finding(
+        "capacity.dominant_layer", Severity.ERROR if severe else Severity.WARNING,
+        f"Layer {name!r} (Linear {module.in_features:,} -> {out:,}) holds {count / total:.0%} of all parameters "
+        f"({count:,}): it is fed by a flattened {feed.shape} map.",
+        {"layer": name, "type": "Linear", "params": count, "share": count / total, "total_params": total,
+         "input_map": feed.shape, "fix_params_bottleneck": bottleneck, "fix_params_global_pool": pooled,
+         "total_params_after_fix": total - count + bottleneck, "params_per_sample": per_sample or None},
+        fix=f"Put a 1x1 convolution down to one channel before it (nn.Conv2d({feed.channels}, 1, 1); with this "
+            f"layer {bottleneck:,} parameters), or global average pooling (this layer then {pooled:,}).",
+        lesson=3)
+
+
+def _fix_sizes(module: nn.Linear, feed: _FlatFeed) -> tuple[int, int]:
+    """Parameters after the fix: (1x1 conv to one channel + this layer, global pooling + this layer)."""
+    out, bias = module.out_features, module.out_features if module.bias is not None else 0
+    return (feed.channels + 1) + feed.spatial * out + bias, feed.channels * out + bias
+
+
+def _guessed_feeds(model: nn.Module) -> dict[str, _FlatFeed]:
+    """Without an input: a Linear right after convolutions whose width is a multiple of their channels."""
+    feeds: dict[str, _FlatFeed] = {}
+    channels: int | None = None
+    for name, module in leaf_modules(model):
+        if isinstance(module, CONVOLUTIONS):
+            channels = module.out_channels
+        elif isinstance(module, nn.Linear):
+            if channels and module.in_features % channels == 0 and module.in_features > channels:
+                spatial = module.in_features // channels
+                feeds[name] = _FlatFeed(channels, spatial, f"{channels} x ({spatial:,} positions)")
+            channels = None
+    return feeds
+
+
+def _traced_feeds(model: nn.Module, example_input: torch.Tensor) -> dict[str, _FlatFeed]:
+    """Run the model once (on the meta device when it lives there) and record what feeds each Linear."""
+    if not isinstance(example_input, torch.Tensor):
+        raise InputError(f"example_input must be a tensor batch for the model; got {type(example_input).__name__}.")
+    on_meta = any(p.is_meta for p in model.parameters()) or example_input.is_meta
+    if on_meta:
+        model = model if all(p.is_meta for p in model.parameters()) else copy.deepcopy(model).to("meta")
+        example_input = example_input.to("meta")
+    feeds: dict[str, _FlatFeed] = {}
+    last_map: list[tuple[int, ...]] = []
+
+    def record(key: str, name: str, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if isinstance(module, nn.Linear) and inputs and isinstance(inputs[0], torch.Tensor):
+            shape = last_map[-1] if last_map else None
+            if shape and inputs[0].dim() == 2 and math.prod(shape) == inputs[0].shape[1]:
+                feeds[name] = _FlatFeed(shape[0], math.prod(shape[1:]), "x".join(map(str, shape)))
+            last_map.clear()
+        elif isinstance(output, torch.Tensor) and output.dim() >= 3 and math.prod(output.shape[2:]) > 1:
+            last_map[:] = [tuple(output.shape[1:])]
+
+    with eval_mode(model), torch.no_grad(), watch_layers(model, record):
+        model(example_input)
+    return feeds

@@ -1,0 +1,85 @@
+"""Walking a model's layers: leaf modules, forward hooks in call order, and eval mode that restores itself.
+
+Shared by the check families (equivariance, capacity, transfer); holds no check of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from torch import nn
+
+__all__ = ["LayerHook", "eval_mode", "layer_kind", "leaf_modules", "watch_layers"]
+
+# Called after each leaf module's forward: (key, name, module, inputs, output). ``key`` is the
+# module's name, suffixed "#2", "#3" ... when the same module runs again in one forward pass.
+LayerHook = Callable[[str, str, nn.Module, tuple[Any, ...], Any], None]
+
+POOLING = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+           nn.LPPool1d, nn.LPPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+           nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+SEQUENCE = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+            nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer)
+
+
+def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every module without children, in registration order.
+
+    A model that is itself a single layer is returned as ``[("(model)", model)]``.
+    """
+    leaves = [(name, m) for name, m in model.named_modules() if name and next(m.children(), None) is None]
+    return leaves or [("(model)", model)]
+
+
+@contextlib.contextmanager
+def watch_layers(model: nn.Module, callback: LayerHook) -> Iterator[None]:
+    """Call ``callback`` after each leaf module's forward while the context is open.
+
+    Example:
+        >>> import torch
+        >>> seen = []
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> with watch_layers(net, lambda key, *_: seen.append(key)):
+        ...     _ = net(torch.zeros(1, 2))
+        >>> seen
+        ['0', '1']
+    """
+    calls: dict[str, int] = {}
+    handles = []
+    for name, module in leaf_modules(model):
+        def hook(mod: nn.Module, inputs: tuple[Any, ...], output: Any, _name: str = name) -> None:
+            calls[_name] = calls.get(_name, 0) + 1
+            key = _name if calls[_name] == 1 else f"{_name}#{calls[_name]}"
+            callback(key, _name, mod, inputs, output)
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode, then restore every submodule's own ``training`` flag."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def layer_kind(module: nn.Module) -> str:
+    """A short description: the class name plus the stride when it down-samples."""
+    name = type(module).__name__
+    stride = getattr(module, "stride", None)
+    if isinstance(stride, tuple):
+        stride = stride[0] if len(set(stride)) == 1 else "x".join(map(str, stride))
+    if stride not in (None, 1):
+        return f"{name} (stride {stride})"
+    return name

@@ -1,0 +1,200 @@
+"""Transfer learning: cut a model into a feature extractor, and name its task-specific layers (lesson 4).
+
+The closer a layer is to the output, the more task-specific it is. The usual cut keeps the
+convolutional stack plus the first fully connected layer (the lesson's ``fc_1``) and drops the rest.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from dldebug.checks.layers import CONVOLUTIONS, POOLING, SEQUENCE, leaf_modules
+from dldebug.errors import InputError, LayerNotFoundError
+
+__all__ = ["feature_extractor", "suggested_cut", "task_specific_layers"]
+
+_SPATIAL = (*CONVOLUTIONS, *POOLING, *SEQUENCE, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class _EarlyExit(Exception):  # control flow, not an error
+    def __init__(self, output: Any) -> None:
+        super().__init__("feature extractor reached its layer")
+        self.output = output
+
+
+class HookedExtractor(nn.Module):
+    """Runs the model until ``layer`` has produced its output, then stops (models fx cannot trace).
+
+    The forward hook raises a private exception that unwinds the rest of the model's forward, so
+    no computation after the layer runs. Weights are shared with the wrapped model.
+    """
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        super().__init__()
+        self.model = model
+        self.layer = layer
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        def stop(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            raise _EarlyExit(output)
+
+        handle = self.model.get_submodule(self.layer).register_forward_hook(stop)
+        try:
+            self.model(*args, **kwargs)
+        except _EarlyExit as exit_:
+            return exit_.output
+        finally:
+            handle.remove()
+        raise InputError(f"Layer {self.layer!r} was not called during the model's forward pass, so it has no "
+                         "output to extract; choose a layer the forward pass uses.")
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer!r}"
+
+
+def _check_layer(model: nn.Module, layer: str) -> None:
+    names = [name for name, _ in model.named_modules() if name]
+    if layer in names:
+        return
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+    hint = f"Closest names: {close}." if close else f"Valid names include: {names[:8]}."
+    raise LayerNotFoundError(f"{type(model).__name__} has no layer {layer!r}. {hint} "
+                             "List them all with [name for name, _ in model.named_modules()].")
+
+
+def feature_extractor(model: nn.Module, layer: str) -> nn.Module:
+    """A module returning the output of ``layer`` (a ``named_modules`` name such as ``"classifier.0"``).
+
+    Built with ``torch.fx`` where the model traces (the graph is pruned after the layer), and with a
+    forward hook that stops the forward pass early where it does not. Either way nothing after the
+    layer is computed, and the weights are shared with ``model`` (not copied).
+
+    Args:
+        model: the PyTorch module to cut.
+        layer: the name of the layer whose output becomes the feature.
+
+    Returns:
+        An ``nn.Module`` taking the model's inputs and returning that layer's output.
+
+    Raises:
+        LayerNotFoundError: ``layer`` is not a module of ``model`` (the message lists close names).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> feature_extractor(net, "1")(torch.zeros(3, 4)).shape
+        torch.Size([3, 8])
+    """
+    _check_layer(model, layer)
+    try:
+        return _fx_extractor(model, layer)
+    except Exception:  # any tracing failure (data-dependent control flow, ...): fall back to hooks
+        return HookedExtractor(model, layer)
+
+
+class _CutTracer(fx.Tracer):
+    def __init__(self, layer: str) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name == self.layer or super().is_leaf_module(m, module_qualified_name)
+
+
+def _fx_extractor(model: nn.Module, layer: str) -> fx.GraphModule:
+    graph = _CutTracer(layer).trace(model)
+    target = next((n for n in graph.nodes if n.op == "call_module" and n.target == layer), None)
+    if target is None:
+        raise LookupError(f"{layer} is not called in the traced graph")
+    for node in list(graph.nodes):
+        if node.op == "output":
+            graph.erase_node(node)
+    graph.output(target)
+    module = fx.GraphModule(model, graph, class_name=f"{type(model).__name__}Features")
+    module.graph.eliminate_dead_code()
+    module.delete_all_unused_submodules()
+    module.recompile()
+    return module
+
+
+def _ordered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in leaf_modules(model) if name != "(model)"]
+
+
+def _output_layer(layers: list[tuple[str, nn.Module]], num_classes: int | None) -> int:
+    """Index of the output layer: the last Linear/conv (matching ``num_classes`` when given)."""
+    def width(m: nn.Module) -> int | None:
+        return m.out_features if isinstance(m, nn.Linear) else getattr(m, "out_channels", None)
+
+    candidates = [i for i, (_, m) in enumerate(layers) if width(m) is not None]
+    if num_classes is not None:
+        candidates = [i for i in candidates if width(layers[i][1]) == num_classes]
+        if not candidates:
+            widths = sorted({w for _, m in layers if (w := width(m)) is not None})
+            raise InputError(f"No Linear or convolution outputs num_classes={num_classes}; their output sizes "
+                             f"are {widths}. Pass the class count the model was trained for.")
+    if not candidates:
+        raise InputError("The model has no Linear or convolution layer to treat as its output layer.")
+    return candidates[-1]
+
+
+def _cut_index(model: nn.Module, num_classes: int | None) -> tuple[list[tuple[str, nn.Module]], int, int]:
+    layers = _ordered_layers(model)
+    output = _output_layer(layers, num_classes)
+    last_spatial = max((i for i, (_, m) in enumerate(layers[:output]) if isinstance(m, _SPATIAL)), default=-1)
+    linears = [i for i in range(last_spatial + 1, output) if isinstance(layers[i][1], nn.Linear)]
+    # keep the first FC after the convolutions (fc_1) when the head has more than one; else cut before the head
+    cut = linears[0] if linears else max(last_spatial, output - 1)
+    return layers, cut, output
+
+
+def suggested_cut(model: nn.Module, *, num_classes: int | None = None) -> str:
+    """The layer to cut at for transfer: the first FC after the convolutions (``fc_1``), else the last
+    layer before the output layer (e.g. ResNet's ``avgpool``).
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> suggested_cut(net)
+        '2'
+    """
+    layers, cut, _ = _cut_index(model, num_classes)
+    return layers[cut][0] if cut >= 0 else layers[0][0]
+
+
+def task_specific_layers(model: nn.Module, *, num_classes: int | None = None) -> list[str]:
+    """The layers with weights after :func:`suggested_cut` — the ones to drop or re-train for a new task.
+
+    The head is what follows the last spatial/sequence layer (convolution, pooling, recurrent,
+    attention); the output layer is the last Linear (or convolution, for dense models) — the one
+    with ``num_classes`` outputs when that is given. Layer order is registration order.
+
+    Args:
+        model: the PyTorch module.
+        num_classes: the class count, to pick the output layer among several candidates.
+
+    Returns:
+        Layer names in order, ending with the output layer.
+
+    Raises:
+        InputError: no layer produces ``num_classes`` outputs.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> task_specific_layers(net, num_classes=2)
+        ['4']
+    """
+    layers, cut, output = _cut_index(model, num_classes)
+    has_weights = [name for name, m in layers[cut + 1:output + 1] if any(True for _ in m.parameters())]
+    return has_weights or [layers[output][0]]
+
+
+def count_flops(module: nn.Module, *args: torch.Tensor) -> int:
+    """FLOPs of one forward pass, by ``torch.utils.flop_counter`` (for comparing a cut with the model)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*args)
+    return int(counter.get_total_flops())

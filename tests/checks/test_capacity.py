@@ -1,0 +1,102 @@
+"""parameter_audit: lesson 3's C3D-like head (on the meta device) and its healthy twins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from dldebug import InputError, parameter_audit
+from dldebug.demo.digits import DigitsCNN
+
+C, H, W, FC = 512, 128, 171, 1024  # the lesson's 512 x 128 x 171 map, fed to an FC layer
+
+
+def c3d_like_head(*, bottleneck: bool = False, pooled: bool = False) -> nn.Sequential:
+    with torch.device("meta"):  # billions of parameters, none allocated
+        if pooled:
+            return nn.Sequential(nn.Conv2d(C, C, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(C, FC), nn.ReLU(), nn.Linear(FC, 10))
+        squeeze = [nn.Conv2d(C, 1, 1)] if bottleneck else []
+        channels = 1 if bottleneck else C
+        return nn.Sequential(nn.Conv2d(C, C, 3, padding=1), nn.ReLU(), *squeeze, nn.Flatten(),
+                             nn.Linear(channels * H * W, FC), nn.ReLU(), nn.Linear(FC, 10))
+
+
+META_INPUT = {"example_input": torch.empty(1, C, H, W, device="meta")}
+
+
+@pytest.mark.parametrize("kwargs", [{}, META_INPUT], ids=["structure-only", "meta-forward"])
+def test_c3d_like_head_is_flagged_with_analytic_counts(kwargs: dict[str, Any]) -> None:
+    head = c3d_like_head()
+    report = parameter_audit(head, **kwargs)
+    finding = report.get("capacity.dominant_layer")
+    assert finding is not None and finding.severity.value == "error" and finding.lesson == 3
+    fc = C * H * W * FC + FC
+    total = (C * C * 9 + C) + fc + (FC * 10 + 10)
+    assert finding.evidence["layer"] == "3"
+    assert finding.evidence["params"] == fc == 11_475_616_768
+    assert finding.evidence["total_params"] == total == sum(p.numel() for p in head.parameters())
+    assert finding.evidence["fix_params_bottleneck"] == (C + 1) + H * W * FC + FC
+    assert finding.evidence["fix_params_global_pool"] == C * FC + FC
+    assert finding.evidence["total_params_after_fix"] == total - fc + (C + 1) + H * W * FC + FC
+    expected_map = "512x128x171" if kwargs else "512 x (21,888 positions)"
+    assert finding.evidence["input_map"] == expected_map
+    assert "nn.Conv2d(512, 1, 1)" in (finding.fix or "")
+
+
+@pytest.mark.parametrize("twin", ["bottleneck", "pooled"])
+def test_fixed_twins_stay_silent(twin: str) -> None:
+    head = c3d_like_head(bottleneck=twin == "bottleneck", pooled=twin == "pooled")
+    assert not parameter_audit(head).findings
+    assert not parameter_audit(head, **META_INPUT).findings
+
+
+def test_layer_table_matches_parameter_counts() -> None:
+    model = DigitsCNN()
+    report = parameter_audit(model, n_train_samples=1348, example_input=torch.randn(2, 1, 8, 8))
+    assert not report.findings  # the healthy demo CNN: 38k parameters, 28 per sample
+    records = report.table("capacity.layers").records()
+    modules = dict(model.named_modules())
+    assert {r["layer"]: r["params"] for r in records} == {
+        name: sum(p.numel() for p in modules[name].parameters()) for name in
+        ("features.0", "features.2", "classifier.1", "classifier.3")}
+    assert sum(r["share"] for r in records) == pytest.approx(1.0)
+    assert report.meta["params_per_sample"] == pytest.approx(38282 / 1348)
+
+
+class FunctionalFlatten(nn.Module):
+    """A real (allocated) model with a big FC fed by ``x.flatten(1)`` — no nn.Flatten to spot."""
+
+    def __init__(self, pool: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool else nn.Identity()
+        self.fc = nn.Linear(64 if pool else 64 * 32 * 32, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def test_real_model_with_functional_flatten() -> None:
+    x = torch.randn(1, 3, 32, 32)
+    finding = parameter_audit(FunctionalFlatten(pool=False), example_input=x).get("capacity.dominant_layer")
+    assert finding is not None and finding.severity.value == "warning"
+    assert (finding.evidence["layer"], finding.evidence["input_map"]) == ("fc", "64x32x32")
+    assert not parameter_audit(FunctionalFlatten(pool=True), example_input=x).findings
+
+
+def test_params_per_sample_fires_only_on_tiny_data() -> None:
+    model = FunctionalFlatten(pool=True)
+    total = (3 * 9 + 1) * 64 + (64 + 1) * 32
+    assert not parameter_audit(model, n_train_samples=100).has("capacity.params_per_sample")
+    finding = parameter_audit(model, n_train_samples=2).get("capacity.params_per_sample")
+    assert finding is not None and finding.evidence["params_per_sample"] == total / 2
+
+
+def test_bad_sample_count() -> None:
+    with pytest.raises(InputError, match=r"n_train_samples must be a positive integer \(the training set "
+                                         r"size\); got 0\."):
+        parameter_audit(DigitsCNN(), n_train_samples=0)

@@ -1,0 +1,149 @@
+"""probe_equivariance against exact oracles: circular shifts of circular-padded, stride-1 nets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from dldebug import InputError, Report, probe_equivariance
+
+
+def circular_conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, padding_mode="circular")
+
+
+def _d4_symmetric(conv: nn.Conv2d) -> nn.Conv2d:
+    """Average each kernel over the 8 flips/rotations of the square: the conv commutes with them all."""
+    with torch.no_grad():
+        w = conv.weight
+        variants = [torch.rot90(v, k, dims=(-2, -1)) for v in (w, w.flip(-1)) for k in range(4)]
+        conv.weight.copy_(torch.stack(variants).mean(0))
+    return conv
+
+
+def test_circular_stride1_net_is_equivariant_to_float_precision(nets: Any, images: torch.Tensor) -> None:
+    net = nets.circular_dense_net()
+    report = probe_equivariance(net, images, transforms=("translate",), shifts=(1, 2, 3, 4))
+    assert not report.has("equivariance.broken")
+    table = report.table("equivariance.layers")
+    for label in ("translate 1", "translate 2", "translate 3", "translate 4"):
+        assert max(table.column(label)) < 1e-6
+    assert set(table.column("verdict")) == {"ok"}
+
+
+def test_output_error_matches_a_direct_computation(nets: Any, images: torch.Tensor) -> None:
+    net = nets.pooled_dense_net().eval()
+    report = probe_equivariance(net, images, transforms=("translate",), shifts=(2,))
+    with torch.no_grad():
+        moved, expected = net(torch.roll(images, (2, 2), (2, 3))), torch.roll(net(images), (1, 1), (2, 3))
+    oracle = float(torch.linalg.vector_norm(moved - expected) / torch.linalg.vector_norm(expected))
+    output_row = report.table("equivariance.layers").records()[-1]
+    assert output_row["layer"] == "(output)"
+    assert output_row["translate 2"] == pytest.approx(oracle, abs=1e-6)
+
+
+def test_stride2_max_pool_breaks_it_at_exactly_that_layer(nets: Any, images: torch.Tensor) -> None:
+    report = probe_equivariance(nets.pooled_dense_net(), images, transforms=("translate",))
+    finding = report.get("equivariance.broken")
+    assert finding is not None and finding.lesson == 1
+    assert finding.evidence["layer"] == "4"
+    assert finding.evidence["type"] == "MaxPool2d (stride 2)"
+    assert finding.evidence["reason"] == "1/2 px"
+    assert "pooling" in finding.message
+    rows = report.table("equivariance.layers").records()
+    assert [r["verdict"] for r in rows[:4]] == ["ok"] * 4
+    assert rows[4]["translate 1"] == "cannot (1/2 px)"
+    # an even shift lands on the pooled grid: the pool itself stays equivariant to it
+    assert rows[4]["translate 2"] < 1e-6 and rows[4]["translate 4"] < 1e-6
+
+
+def test_strided_conv_is_equivariant_to_shifts_on_its_grid(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(circular_conv(1, 4), nn.ReLU(), circular_conv(4, 4, stride=2), nn.ReLU())
+    assert not probe_equivariance(net, images, transforms=("translate",), shifts=(2, 4)).has("equivariance.")
+    broken = probe_equivariance(net, images, transforms=("translate",), shifts=(1,)).get("equivariance.broken")
+    assert broken is not None and broken.evidence["layer"] == "2"
+    assert "strided convolution" in broken.message
+
+
+def test_gap_net_is_invariant_to_circular_shifts(nets: Any, images: torch.Tensor) -> None:
+    report = probe_equivariance(nets.gap_classifier(), images, transforms=("translate",), task="classification")
+    assert not report.has("invariance.broken")
+    for row in report.table("equivariance.output").records():
+        assert row["invariance error"] < 1e-6
+        assert row["top-1 change rate"] == 0.0
+
+
+def test_flatten_classifier_is_not_invariant_and_top1_rate_matches(nets: Any, images: torch.Tensor) -> None:
+    net = nets.flatten_classifier().eval()
+    report = probe_equivariance(net, images, transforms=("translate",), shifts=(1, 3), task="classification")
+    finding = report.get("invariance.broken")
+    assert finding is not None and finding.severity.value == "warning"
+    assert finding.evidence["first_break_layer"] == "0"  # zero padding, before the pool
+    with torch.no_grad():
+        base = net(images).argmax(1)
+        oracle = {s: float((net(torch.roll(images, (s, s), (2, 3))).argmax(1) != base).float().mean())
+                  for s in (1, 3)}
+    rates = {r["transform"]: r["top-1 change rate"] for r in report.table("equivariance.output").records()}
+    assert rates == {"translate 1": oracle[1], "translate 3": oracle[3]}
+
+
+@pytest.mark.parametrize(("net", "layer", "cause"), [
+    (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()), "0", "padding at the border"),
+    (nn.Sequential(circular_conv(1, 4), nn.Flatten(), nn.Linear(4 * 16 * 16, 8)), "1", "flatten + linear"),
+    (nn.Sequential(circular_conv(1, 4), nn.AdaptiveAvgPool2d(1)), "1", "global pooling"),
+])
+def test_dense_cause_is_named(images: torch.Tensor, net: nn.Module, layer: str, cause: str) -> None:
+    finding = probe_equivariance(net, images, transforms=("translate",)).get("equivariance.broken")
+    assert finding is not None and finding.evidence["layer"] == layer
+    assert cause in finding.message
+
+
+def test_d4_symmetric_kernels_are_equivariant_to_flips_and_rotations(nets: Any, images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(_d4_symmetric(circular_conv(1, 4)), nn.ReLU(), _d4_symmetric(circular_conv(4, 2)))
+    assert len(probe_equivariance(net, images)) == 0
+    plain = probe_equivariance(nets.circular_dense_net(), images).filter(check="equivariance.broken")
+    assert {f.evidence["transform"] for f in plain} == {"hflip", "rot90"}
+    assert all(f.severity.value == "info" for f in plain)
+
+
+def test_costs_one_pass_per_probe_plus_one(nets: Any, images: torch.Tensor) -> None:
+    net, calls = nets.circular_dense_net(), []
+    net.register_forward_pre_hook(lambda *_: calls.append(1))
+    report = probe_equivariance(net, images, shifts=(1, 2, 4))
+    assert len(calls) == report.meta["forward_passes"] == 3 + 2 + 1 <= 3 * 3 + 1
+
+
+def test_model_mode_restored_and_report_round_trips(images: torch.Tensor) -> None:
+    net = nn.Sequential(circular_conv(1, 4), nn.Dropout(0.5), nn.BatchNorm2d(4)).train()
+    report = probe_equivariance(net, images, transforms=("translate",))
+    assert all(m.training for m in net.modules())
+    assert not report.has("equivariance.broken")  # eval mode: dropout off, batch-norm running stats
+    assert Report.from_json(report.to_json()) == report
+
+
+def test_sequences_and_non_square_inputs_skip_rot90() -> None:
+    torch.manual_seed(0)
+    seq = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular")
+    report = probe_equivariance(seq, torch.randn(2, 2, 12))
+    assert "rot90" in report.meta["skipped"] and "rot90" not in report.meta["probes"]
+    rect = probe_equivariance(circular_conv(1, 2), torch.randn(2, 1, 8, 12), transforms=("rot90", "translate"))
+    assert rect.meta["probes"] == "translate 1, translate 2, translate 4"
+
+
+@pytest.mark.parametrize(("x", "kwargs", "message"), [
+    (torch.randn(4, 16), {}, "probe_equivariance needs a floating batch (N, C, H, W) or (N, C, L); "
+                             "got Tensor of shape (4, 16)."),
+    (torch.randn(2, 1, 8, 8), {"transforms": ("shear",)}, "Unknown transform(s) ['shear']; choose from "
+                                                          "['translate', 'hflip', 'rot90']."),
+    (torch.randn(2, 1, 8, 8), {"shifts": (0,)}, "shifts must be positive whole pixel counts"),
+    (torch.randn(2, 1, 8, 8), {"task": "segmentation"}, "task must be 'dense' or 'classification'"),
+])
+def test_bad_arguments_raise_input_error(nets: Any, x: torch.Tensor, kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        probe_equivariance(nets.circular_dense_net(), x, **kwargs)
+    assert str(info.value).startswith(message)
