@@ -208,6 +208,8 @@ def test_format_detection(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("step,loss\n0,1\n")
     (tmp_path / "b.log").write_text('{"step": 0, "loss": 1}\n')
     (tmp_path / "state.json").write_text('{"log_history": [{"step": 0, "loss": 1}]}')
+    (tmp_path / "records.json").write_text('[{"step": 0, "loss": 1}, {"step": 5, "loss": 0.5}]')
+    assert read_log(tmp_path / "records.json").curve().steps.tolist() == [0, 5]
     assert detect_format(tmp_path / "a.csv")[0] == "csv"
     assert detect_format(tmp_path / "b.log")[0] == "jsonl"
     assert detect_format(tmp_path / "state.json")[0] == "hf_trainer_state"

@@ -132,7 +132,15 @@ def _add_record(builder: CurveBuilder, record: Mapping[str, Any], index: int, li
 
 
 def read_jsonl(path: Path, builder: CurveBuilder) -> None:
-    """One JSON object per line; numeric values (nested objects flattened as ``a/b``) are metrics."""
+    """One JSON object per line (or one JSON array of objects); numeric values are metrics.
+
+    Nested objects are flattened as ``a/b``.
+    """
+    with path.open("rb") as handle:
+        starts_with_array = handle.read(4096).lstrip().startswith(b"[")
+    if starts_with_array:
+        _read_json_array(path, builder)
+        return
     index = 0
     for number, text in _text_lines(path):
         if not text.strip():
@@ -145,6 +153,19 @@ def read_jsonl(path: Path, builder: CurveBuilder) -> None:
             raise LogDamage(number, f"expected one JSON object per line, got {type(record).__name__}")
         _add_record(builder, record, index, number)
         index += 1
+
+
+def _read_json_array(path: Path, builder: CurveBuilder) -> None:
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise LogDamage(None, f"not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise LogDamage(exc.lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise LogDamage(None, f"array item {index} is {type(record).__name__}, expected an object")
+        _add_record(builder, record, index, None)
 
 
 def read_trainer_state(path: Path, builder: CurveBuilder, text: str | None = None) -> None:
