@@ -45,7 +45,7 @@ class LayerComparison:
     shape: list[int]
     how: str
     weights: str
-    status: str  # "match" | "diverged" | "shape mismatch" | "no shadow input"
+    status: str  # "match" | "diverged" | "shape mismatch" | "no shadow input" (unchecked)
     metrics: dict[str, Any] | None = None
     view: str = "identity"
     note: str = ""
@@ -79,16 +79,17 @@ class Comparison:
 
     # -- queries ------------------------------------------------------------------------------------
     def __bool__(self) -> bool:
-        return bool(self.rows) and all(r.within for r in self.rows)
+        return bool(self.rows) and not self.divergences
 
     @property
     def first_divergence(self) -> LayerComparison | None:
-        """The first layer (in a's order) outside tolerance, or None when all agree."""
-        return next((r for r in self.rows if not r.within), None)
+        """The first layer (in a's order) outside tolerance or of mismatched shape, or None when all agree."""
+        return next(iter(self.divergences), None)
 
     @property
     def divergences(self) -> list[LayerComparison]:
-        return [r for r in self.rows if not r.within]
+        """Layers outside tolerance or whose shapes could not be aligned (not those left unchecked)."""
+        return [r for r in self.rows if r.status in ("diverged", "shape mismatch")]
 
     @property
     def layers(self) -> Table:

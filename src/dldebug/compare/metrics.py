@@ -58,13 +58,15 @@ def layer_metrics(a: np.ndarray, b: np.ndarray, *, rtol: float = 1e-4, atol: flo
         (0.1, False)
     """
     a64, b64 = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    diff = np.abs(a64 - b64)
+    delta = a64 - b64
+    diff = np.abs(delta)
     max_abs = float(diff.max()) if diff.size else 0.0
     mean_abs = float(diff.mean()) if diff.size else 0.0
-    norm_a, norm_b, norm_d = (float(np.linalg.norm(v)) for v in (a64, b64, a64 - b64))
+    # plain sums, not BLAS: multi-threaded BLAS on many small arrays is slow on a busy machine
+    norm_a, norm_b, norm_d = (math.sqrt(float(np.square(v).sum())) for v in (a64, b64, delta))
     rel_error = norm_d / norm_a if norm_a > 0 else (0.0 if norm_d == 0 else math.inf)
     if norm_a > 0 and norm_b > 0:
-        cosine = float(np.dot(a64, b64) / (norm_a * norm_b))
+        cosine = float((a64 * b64).sum() / (norm_a * norm_b))
     else:
         cosine = 1.0 if norm_a == norm_b else 0.0
     sqnr_db = math.inf if norm_d == 0 else (20.0 * math.log10(norm_a / norm_d) if norm_a > 0 else -math.inf)
