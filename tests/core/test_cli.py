@@ -112,3 +112,41 @@ def test_console_script_end_to_end(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_corrupt_model_file_is_one_message_exit_2(tmp_path):
+    bad = tmp_path / "model.pt2"
+    bad.write_bytes(b"PK\x03\x04 this is not a torch.export archive")
+    proc = subprocess.run([DLDEBUG, "audit", str(bad), "--input", "1x1x8x8"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert "model.pt2: not a torch.export archive" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+BLOCKER = """
+import sys
+BLOCKED = {"onnx", "onnxruntime"}
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"No module named {name!r}")
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def test_missing_optional_extra_end_to_end(tmp_path):
+    """With onnx really unimportable, an .onnx model names the extra to install; other commands still work."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([DLDEBUG, "audit", str(model), "--input", "1x4"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "needs the optional package 'onnx'" in proc.stderr
+    assert "pip install 'dldebug[onnx]'" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+    ok = subprocess.run([DLDEBUG, "lr", "--base-lr", "0.1", "--base-batch", "256", "--batch", "512"],
+                        capture_output=True, text=True, timeout=300, env=env)
+    assert ok.returncode == 0 and "lr.scaled" in ok.stdout
