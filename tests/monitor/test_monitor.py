@@ -177,3 +177,25 @@ def test_decimated_history_keeps_an_even_sample() -> None:
     steps = history.steps
     assert steps[0] == 0 and len(set(np.diff(steps))) == 1
     assert history.column("v") == [float(s) for s in steps]
+
+
+def test_strict_mode_raises_when_the_curve_judgement_finds_an_error() -> None:
+    monitor = TrainingMonitor(every=1, strict=True)
+    flat = 2.3 + 0.01 * np.random.default_rng(0).standard_normal(200)
+    with pytest.raises(TrainingCheckError, match=r"^loss.stuck: "):
+        for value in flat:
+            monitor.observe(float(value))
+    assert monitor.steps_observed == 51  # judged after 50 * every steps, not at the end
+
+
+def test_curve_findings_come_from_diagnose_curve() -> None:
+    from dldebug.curves import diagnose_curve
+
+    values = noisy_decay(400)
+    values[250:] += np.linspace(0, 30, 150)  # a sustained rise
+    monitor = TrainingMonitor(every=10)
+    for value in values:
+        monitor.observe(float(value))
+    expected = diagnose_curve(values).findings
+    assert [f.check for f in monitor.report().findings] == [f.check for f in expected]
+    assert monitor.report().has("loss.diverging")

@@ -38,7 +38,8 @@ class TrainingMonitor:
         model: the model to probe for the first non-finite module (optional).
         every: the sampling period in steps: logits and per-layer norms are measured,
             and device-side values read, every ``every`` steps; the loss curve is
-            re-judged every ``25 * every`` steps.
+            re-judged every ``50 * every`` steps, or every quarter of the run so far when
+            that is longer (so a long run costs a logarithmic number of judgements).
         strict: raise :class:`~dldebug.errors.TrainingCheckError` from ``observe`` when
             an error-severity finding appears (and let internal failures through).
         base_batch_size: the batch size the learning rate was tuned for (lesson 11).
@@ -137,7 +138,7 @@ class TrainingMonitor:
             if sampled:
                 self._snapshot_layers(step)
             self.probe.clear()
-        if step - self._judged_at >= 25 * self.every:
+        if step - self._judged_at >= max(50 * self.every, self.steps_observed // 4):
             self._judge_curve(step)
 
     def _defers(self, loss: torch.Tensor) -> bool:

@@ -1,0 +1,129 @@
+"""TrainingMonitor overhead per training step, measured side by side in one run.
+
+Three variants of the same training step (zero_grad, forward, loss, backward,
+optimiser step) on identical copies of a model:
+
+* baseline: no monitor;
+* default: ``TrainingMonitor(model)`` (``every=20``) and ``observe(loss, logits=..., targets=...,
+  batch_size=..., lr=...)`` on every step;
+* layer stats: ``TrainingMonitor(model, layer_stats=True)``: per-layer output, gradient and
+  parameter norms plus logit statistics on every step.
+
+Repetitions are interleaved (baseline, default, layer stats, in a rotating order)
+so that contention from other processes hits all variants alike; each ratio is
+the median over repetitions of (variant time / baseline time) in the same
+repetition. Goals (issue 3): default <= 1.03, layer stats <= 1.10.
+
+Usage: python benchmarks/bench_monitor.py [--reps 15] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dldebug.demo.digits import DigitsCNN, load_digits_data
+from dldebug.monitor import TrainingMonitor
+
+
+def mlp_10m() -> nn.Module:
+    """784 -> 2048 -> 2048 -> 2048 -> 10: 10.0M parameters."""
+    return nn.Sequential(nn.Linear(784, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(),
+                         nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+
+
+def make_step(model: nn.Module, monitor: TrainingMonitor | None, x: torch.Tensor,
+              y: torch.Tensor, observe_time: list[float]) -> Callable[[], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    lr = 1e-4
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        opt.step()
+        if monitor is not None:
+            start = time.perf_counter()
+            monitor.observe(loss, logits=logits, targets=y, batch_size=len(y), lr=lr)
+            observe_time[0] += time.perf_counter() - start
+
+    return step
+
+
+def bench(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int, steps: int) -> dict:
+    variants = {
+        "baseline": None,
+        "default": lambda m: TrainingMonitor(m),
+        "layer stats": lambda m: TrainingMonitor(m, layer_stats=True),
+    }
+    runners = {}
+    observe_time = {label: [0.0] for label in variants}
+    for label, factory in variants.items():
+        copy_ = copy.deepcopy(model)
+        runners[label] = make_step(copy_, None if factory is None else factory(copy_), x, y, observe_time[label])
+    for run in runners.values():  # warm-up (allocator, first-call costs)
+        for _ in range(3):
+            run()
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    for spent in observe_time.values():
+        spent[0] = 0.0
+    labels = list(runners)
+    for rep in range(reps):
+        order = labels[rep % 3:] + labels[:rep % 3]
+        for label in order:
+            start = time.perf_counter()
+            for _ in range(steps):
+                runners[label]()
+            times[label].append((time.perf_counter() - start) / steps)
+    base = times["baseline"]
+    row = {"workload": name, "params": sum(p.numel() for p in model.parameters()),
+           "batch": len(y), "baseline ms/step": 1e3 * statistics.median(base)}
+    for label in ("default", "layer stats"):
+        ratios = [t / b for t, b in zip(times[label], base, strict=True)]
+        row[f"{label} ratio"] = statistics.median(ratios)
+        row[f"{label} ratio IQR"] = _iqr(ratios)
+        # The share of the step spent inside observe() (hooks only store references).
+        row[f"{label} observe share"] = observe_time[label][0] / sum(times[label]) / steps
+    return row
+
+
+def _iqr(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:.3f}-{q[2]:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_digits_data()
+    torch.manual_seed(0)
+    rows = [bench("digits CNN (Adam)", DigitsCNN(), data.x_train[:64], data.y_train[:64], args.reps, 40)]
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 784, generator=gen), torch.randint(0, 10, (256,), generator=gen)
+    torch.manual_seed(0)
+    rows.append(bench("10M-parameter MLP (Adam)", mlp_10m(), x, y, max(5, args.reps // 2), 3))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.reps} interleaved repetitions\n")
+    print("| workload | params | batch | baseline ms/step | default: step ratio (IQR) | default: observe share "
+          "| layer stats: step ratio (IQR) | layer stats: observe share |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workload']} | {r['params']:,} | {r['batch']} | {r['baseline ms/step']:.2f} | "
+              f"{r['default ratio']:.3f} ({r['default ratio IQR']}) | {r['default observe share']:.2%} | "
+              f"{r['layer stats ratio']:.3f} ({r['layer stats ratio IQR']}) | "
+              f"{r['layer stats observe share']:.2%} |")
+
+
+if __name__ == "__main__":
+    main()
