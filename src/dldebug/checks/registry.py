@@ -126,7 +126,7 @@ def check_model(
         target: the targets of that batch; with ``loss_fn`` enables the over-fit check.
         loss_fn: the training loss, e.g. ``nn.CrossEntropyLoss()``.
         task: ``"dense"`` or ``"classification"``; inferred from the output shape when None
-            (an output with the input's spatial axes is dense).
+            (an output that keeps spatial axes, at any resolution, is dense).
         n_train_samples: the training set size, for the parameter audit.
         tags: run only checks with one of these tags (see ``iter_checks``).
 
@@ -151,16 +151,19 @@ def check_model(
 
 
 def _infer_task(model: nn.Module, x: torch.Tensor | None) -> Task | None:
-    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+    """Run the model once on ``x`` (a clear error if it fails there) and read the task off its output."""
+    if not isinstance(x, torch.Tensor):
         return None
     try:
         with eval_mode(model), torch.no_grad():
             out = model(x)
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
         raise InputError(f"{type(model).__name__} failed on the example input of shape {tuple(x.shape)}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
                          "Give an input the model accepts.") from None
-    if isinstance(out, torch.Tensor) and out.dim() == x.dim() and out.shape[2:] == x.shape[2:]:
+    if x.dim() < 3:
+        return None
+    if isinstance(out, torch.Tensor) and out.dim() == x.dim() and any(d > 1 for d in out.shape[2:]):
         return "dense"
     return "classification"
 
