@@ -194,6 +194,7 @@ def test_report_figure_table_and_plain_evidence(families) -> None:
     assert report.title == "Curve diagnosis: train/loss"
     figure = report.figure("curve")
     assert [s.label for s in figure.series] == ["train/loss (median of 2-point bins)", "train/loss (smoothed)"]
+    assert len(figure.series[0].x) == 500 and figure.series[0].x[0] == 0.5  # every 4th of the 2,000 bins
     assert {(s.label, s.severity) for s in figure.spans} == {("loss.plateau", Severity.INFO),
                                                              ("loss.nonfinite", Severity.ERROR)}
     assert figure.markers == ((4000, "loss.nonfinite"),)

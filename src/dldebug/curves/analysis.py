@@ -12,11 +12,13 @@ from dldebug.curves.signal import BinnedCurve, bin_curve
 from dldebug.errors import ConfigError, InputError
 from dldebug.findings import Figure, Finding, Report, Series, Span, Table
 
-__all__ = ["MIN_POINTS", "diagnose_curve"]
+__all__ = ["FIGURE_POINTS", "MIN_POINTS", "diagnose_curve"]
 
 #: Curves with fewer finite points (before the first non-finite one) are not judged.
 MIN_POINTS = 8
 _MODES = ("min", "max")
+#: At most this many points per plotted series.
+FIGURE_POINTS = 500
 
 
 def diagnose_curve(
@@ -164,10 +166,15 @@ def _figure(context: _Context, shape: det.CurveShape | None, findings: list[Find
     binned = context.binned
     x = binned.first_step if binned.bin_size == 1 else binned.center_step
     label = context.name if binned.bin_size == 1 else f"{context.name} (median of {binned.bin_size}-point bins)"
-    series = [Series(label, tuple(x.tolist()), tuple((context.sign * binned.values * context.scale).tolist()))]
+    # Every plotted point is converted to a plain float one by one: plot a thinned series (the
+    # analysis itself used all bins).
+    stride = max(1, -(-len(x) // FIGURE_POINTS))
+    x = x[::stride]
+    series = [Series(label, tuple(x.tolist()),
+                     tuple((context.sign * binned.values[::stride] * context.scale).tolist()))]
     if shape is not None:
         series.append(Series(f"{context.name} (smoothed)", tuple(x.tolist()),
-                             tuple((context.sign * shape.trend * context.scale).tolist())))
+                             tuple((context.sign * shape.trend[::stride] * context.scale).tolist())))
     spans = [Span(f.evidence["start_step"], f.evidence["end_step"], f.check, f.severity)
              for f in findings if "start_step" in f.evidence and "end_step" in f.evidence]
     markers = [(f.evidence["first_step"], f.check) for f in findings if f.check == "loss.nonfinite"]
