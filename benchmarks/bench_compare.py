@@ -155,6 +155,7 @@ def main() -> None:
             commands["polygraphy run --onnxrt --onnx-outputs mark all"] = [
                 polygraphy, "run", "model.onnx", "--onnxrt", "--onnx-outputs", "mark", "all",
                 "--load-inputs", "input.json"]
+        commands["python -c 'import torch' (start-up share of dldebug)"] = [sys.executable, "-c", "import torch"]
         walls: dict[str, list[float]] = {k: [] for k in commands}
         for _ in range(args.repeats):  # interleaved, so background load hits both alike
             for label, cmd in commands.items():

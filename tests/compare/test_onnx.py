@@ -88,3 +88,17 @@ def test_exported_pt2_program_is_captured_per_module(exported: dict[str, Any]) -
         dict(bad.named_parameters())["4.weight"].view(-1)[3] += 0.5
     shadow = compare_models(exported["model"], bad, X, mode="shadow")
     assert [r.layer_b for r in shadow.divergences] == ["4"]
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_legacy_exporter_without_scopes_is_paired_by_order(exported: dict[str, Any], fold: bool) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    mode = torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE
+    torch.onnx.export(exported["model"], (X,), buffer, dynamo=False, do_constant_folding=fold, training=mode)
+    proto = onnx.load_from_string(buffer.getvalue())
+    result = compare_models(exported["model"], proto, X)
+    assert result and {r.how for r in result.rows[:-1]} == {"order"}
+    assert result.rows[0].layer_b == "/0/Conv"
+    assert sum(r.weights == "folded" for r in result.rows) == (2 if fold else 0)
