@@ -111,6 +111,8 @@ def _missing_blank(batch: CTCBatch, stats: BatchStats, blank: int, num_labels: i
                        f"log_probs has C={c} classes for {num_labels} labels: no room for the blank "
                        f"(CTC needs C = num_labels + 1 = {num_labels + 1})",
                        {"C": c, "num_labels": num_labels, "blank": blank, "inferred": False}, fix, LESSON)
+    if not any(stats.blanks_in_target) and not any(stats.out_of_range):
+        return None  # every label is in [0, C) and not the blank: at most C - 1 distinct labels
     valid = batch.targets[batch.target_mask()]
     distinct = int(torch.unique(valid).numel()) if valid.numel() else 0
     if distinct < c:
@@ -177,7 +179,7 @@ def _nonfinite_log_probs(batch: CTCBatch, stats: BatchStats, blank: int, num_lab
     if not samples:
         return None
     return Finding("ctc.nonfinite_log_probs", Severity.ERROR,
-                   f"log_probs hold NaN or +inf in {sum(stats.nonfinite_frames)} frame(s) of "
+                   f"log_probs hold NaN in {sum(stats.nonfinite_frames)} frame(s) of "
                    f"{len(samples)} sample(s): the loss will be NaN",
                    {"frames": sum(stats.nonfinite_frames), "num_samples": len(samples), "samples": _listed(samples)},
                    "The model already diverged before the loss: lower the learning rate, clip gradients, "

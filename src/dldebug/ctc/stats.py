@@ -69,9 +69,11 @@ def batch_stats(batch: CTCBatch, blank: int) -> BatchStats:
     if lp.dtype in (torch.float16, torch.bfloat16):
         lp = lp.float()
     tolerance = _tolerance(batch.log_probs.dtype)
-    lse = torch.logsumexp(lp, dim=-1)  # (T, N): 0 for log-softmax output
+    # log(sum(exp)) without the max-shift of logsumexp: 2 passes instead of 5, and exact for
+    # log-softmax input (values <= 0). Logits large enough to overflow give inf: still flagged.
+    lse = torch.log(torch.exp(lp).sum(-1))  # (T, N): 0 for log-softmax output
     valid = batch.frame_mask()
-    nonfinite = (torch.isnan(lse) | (lse == float("inf"))) & valid
+    nonfinite = torch.isnan(lse) & valid
     error = torch.where(valid & ~nonfinite, lse.abs(), torch.zeros_like(lse))
     unnormalised = error > tolerance
     frame_rows = torch.stack([nonfinite.sum(0).to(error.dtype), unnormalised.sum(0).to(error.dtype),
@@ -96,7 +98,7 @@ def sample_reason(stats: BatchStats, sample: int) -> str:
         return (f"its lengths do not fit the tensors (input length {t}, T={stats.frames}; target length {length}, "
                 f"room for {stats.target_capacity[sample]})")
     if stats.nonfinite_frames[sample]:
-        return f"log_probs hold NaN/inf in {stats.nonfinite_frames[sample]} of its {t} frames"
+        return f"log_probs hold NaN in {stats.nonfinite_frames[sample]} of its {t} frames"
     if stats.out_of_range[sample]:
         return f"its target holds {stats.out_of_range[sample]} label(s) outside [0, C={stats.num_classes})"
     if stats.blanks_in_target[sample]:
