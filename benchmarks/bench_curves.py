@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "curves"))
-from conftest import healthy, oscillating, plateau_then_fall
+from conftest import collapsed, diverging, flat, healthy, oscillating, plateau_then_fall
 from dldebug.curves import diagnose_curve
 
 
@@ -69,6 +69,30 @@ def quality() -> None:
           f"{np.percentile(err, 95):.2%}, max {err.max():.2%}.")
 
 
+def detection_rates() -> None:
+    rng = np.random.default_rng(7)
+    cases = {
+        "stuck (flat at 2.3, noise sd 0-0.1)": ("loss.stuck", lambda s: flat(int(rng.integers(20, 20_000)),
+                                                                  noise=float(rng.uniform(0, 0.1)), seed=s)),
+        "diverging (rise from 30-80%, noise 0-20%)": ("loss.diverging", lambda s: diverging(
+            int(rng.integers(200, 20_000)), float(rng.uniform(0, 0.2)), seed=s, onset=float(rng.uniform(0.3, 0.8)))[0]),
+        "oscillating (3-30 periods, amplitude 0.2-0.6 on 1.2, noise 5%)": ("loss.oscillating", lambda s: oscillating(
+            int(rng.integers(300, 20_000)), float(rng.uniform(3, 30)), float(rng.uniform(0.2, 0.6)), 0.05, seed=s)),
+        "collapsed (to 1e-4, 3-10 spikes)": ("loss.collapsed", lambda s: collapsed(
+            int(rng.integers(300, 20_000)), int(rng.integers(3, 11)), seed=s)),
+    }
+    print("\n| family (100 random curves each) | expected | detected | other warnings/errors |")
+    print("|---|---|---:|---:|")
+    for label, (expected, build) in cases.items():
+        hits = others = 0
+        for seed in range(100):
+            report = diagnose_curve(build(seed))
+            hits += report.has(expected)
+            others += any(f.check != expected for f in report.filter(min_severity="warning"))
+        print(f"| {label} | {expected} | {hits}/100 | {others}/100 |")
+
+
 if __name__ == "__main__":
     speed()
     quality()
+    detection_rates()
