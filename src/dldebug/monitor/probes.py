@@ -111,42 +111,28 @@ class ModuleProbe:
         self._handles.clear()
         self.clear()
 
-    def output_norms(self) -> tuple[list[int], list[torch.Tensor]]:
-        """Device-side norms of the kept outputs, in execution order (no host sync)."""
-        order = list(self._order)
-        return order, _fused_norms([self._outputs[i] for i in order])
-
-    def grad_norms(self) -> tuple[list[int], list[torch.Tensor]]:
-        """Device-side norm of each module's gradients (fused over all parameters, no host sync)."""
-        owners, grads = [], []
-        for index, params in enumerate(self._params):
-            for p in params:
-                if p.grad is not None:
-                    owners.append(index)
-                    grads.append(p.grad)
-        return owners, _fused_norms(grads)
-
     def snapshot(self, step: int) -> LayerNorms:
-        """Per-module norms of outputs, gradients and parameters at this step (one host sync)."""
-        order, out_norms = self.output_norms()
-        owners, grad_norms = self.grad_norms()
-        param_owners = [i for i, params in enumerate(self._params) for _ in params]
-        param_norms = _fused_norms([p for params in self._params for p in params])
-        norms = [n.float() for n in (*out_norms, *grad_norms, *param_norms)]
-        values = torch.stack(norms).tolist() if norms else []
-        n_out, n_grad = len(out_norms), len(grad_norms)
-        outputs = dict(zip(order, values[:n_out], strict=True))
-        grads: dict[int, float] = {}
-        for index, value in zip(owners, values[n_out:n_out + n_grad], strict=True):
-            grads[index] = math.hypot(grads.get(index, 0.0), value)
-        bad_params = {i for i, v in zip(param_owners, values[n_out + n_grad:], strict=True) if not math.isfinite(v)}
+        """Per-module norms of outputs and gradients at this step (one fused reduction, one host sync).
+
+        Parameters are checked (exactly) only when an output or gradient norm is non-finite.
+        """
+        order = list(self._order)
+        owners = [i for i, params in enumerate(self._params) for p in params if p.grad is not None]
+        grads = [p.grad for params in self._params for p in params if p.grad is not None]
+        norms = _fused_norms([self._outputs[i] for i in order] + grads)
+        values = torch.stack([n.float() for n in norms]).tolist() if norms else []
+        outputs = dict(zip(order, values[:len(order)], strict=True))
+        grad_norms: dict[int, float] = {}
+        for index, value in zip(owners, values[len(order):], strict=True):
+            grad_norms[index] = math.hypot(grad_norms.get(index, 0.0), value)
         modules = range(len(self.names))
+        healthy = all(math.isfinite(v) for v in values)
         return LayerNorms(
             step=step,
             modules=tuple(self.names),
             output_norms=tuple(outputs.get(i) for i in modules),
-            grad_norms=tuple(grads.get(i) for i in modules),
-            param_finite=tuple(i not in bad_params for i in modules),
+            grad_norms=tuple(grad_norms.get(i) for i in modules),
+            param_finite=tuple(healthy or self._params_finite(i) for i in modules),
         )
 
     def _params_finite(self, index: int) -> bool:

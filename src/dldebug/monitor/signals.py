@@ -37,16 +37,18 @@ def logit_statistics(logits: torch.Tensor, targets: torch.Tensor | None = None) 
     flattened to rows; at most 4,096 rows are used.
     """
     rows = logits.detach().reshape(-1, logits.shape[-1])[:_MAX_ROWS].float()
-    accuracy = torch.full((), float("nan"), device=rows.device)
+    top2, top_index = rows.topk(2, dim=-1)
+    top, runner = top2[:, 0], top2[:, 1]
+    columns = [top, runner, (rows.sum(dim=-1) - top) / (rows.shape[-1] - 1), top - runner,
+               torch.exp(top - torch.logsumexp(rows, dim=-1))]
+    labels = None
     if targets is not None and not targets.is_floating_point():
         labels = targets.detach().reshape(-1)[:_MAX_ROWS].to(rows.device)
-        if labels.shape[0] == rows.shape[0]:
-            accuracy = (rows.argmax(dim=-1) == labels).float().mean()
-    top2 = rows.topk(2, dim=-1).values
-    top, runner = top2[:, 0], top2[:, 1]
-    rest = (rows.sum(dim=-1) - top) / (rows.shape[-1] - 1)
-    top_prob = torch.exp(top - torch.logsumexp(rows, dim=-1))
-    return torch.stack([top.mean(), runner.mean(), rest.mean(), (top - runner).mean(), top_prob.mean(), accuracy])
+    if labels is not None and labels.shape[0] == rows.shape[0]:
+        columns.append((top_index[:, 0] == labels).float())
+    else:
+        columns.append(torch.full_like(top, float("nan")))
+    return torch.stack(columns, dim=1).mean(dim=0)  # one reduction for all six statistics
 
 
 def _start_end_medians(values: np.ndarray) -> tuple[float, float]:
