@@ -114,7 +114,8 @@ def test_keras_file_loads_with_safe_mode(models_dir: Path, keras3: Any, cli: Any
 
     model = build_keras_cnn(keras3)
     model.save(models_dir / "cnn.keras")
-    result = cli("cnn.keras", "cnn.keras", "--json", "--fail-on", "error")
+    model.save(models_dir / "cnn.h5")
+    result = cli("cnn.keras", "cnn.h5", "--json", "--fail-on", "error")
     assert result.exit_code == 0, result.output
     lam = keras3.Sequential([keras3.Input((3,)), keras3.layers.Lambda(lambda t: t * 2)])
     lam.save(models_dir / "lambda.keras")

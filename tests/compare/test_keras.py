@@ -131,3 +131,36 @@ def test_demo_scenario_reports_eps_and_the_fix(tf_keras: Any, tmp_path: Any) -> 
     fixed = report.get("compare.fixed")
     assert fixed is not None and fixed.evidence["diverged_layers"] == 0
     assert report.figure("compare.layer_error").logy
+
+
+def test_functional_model_with_residual_and_global_pooling(tf_keras: Any) -> None:
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((8, 8, 3))
+    x = tf_keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    y = tf_keras.layers.Conv2D(4, 3, padding="same", name="c2")(x)
+    z = tf_keras.layers.GlobalAveragePooling2D(name="gap")(tf_keras.layers.Add(name="add")([x, y]))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(3, name="fc")(z))
+
+    class Port(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.gap, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 3)
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            t = self.c1(t)
+            return self.fc(self.gap(t + self.c2(t)).flatten(1))
+
+    port = Port().eval()
+    for name in ("c1", "c2"):
+        kernel, bias = model.get_layer(name).get_weights()
+        getattr(port, name).weight.data = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+        getattr(port, name).bias.data = torch.from_numpy(bias)
+    kernel, bias = model.get_layer("fc").get_weights()
+    port.fc.weight.data, port.fc.bias.data = torch.from_numpy(kernel.T.copy()), torch.from_numpy(bias)
+    result = compare_models(model, port, input_kind="random")
+    assert result and [r.layer_a for r in result.rows] == ["c1", "c2", "gap", "fc", "<output>"]
+    assert compare_models(port, model, (1, 3, 8, 8), mode="shadow")
+    port.c2.bias.data += 0.1
+    shadow = compare_models(port, model, (1, 3, 8, 8), mode="shadow")
+    assert [r.layer_a for r in shadow.divergences] == ["c2"]

@@ -129,9 +129,17 @@ def _capture(runner: Runner, x: np.ndarray, side: str) -> Capture:
                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
 
 
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[:1] + tuple(d for d in shape[1:] if d != 1)
+
+
 def _best_view(x: np.ndarray, source: Any, target: Any, like: np.ndarray,
                flatten_shapes: list[Any]) -> tuple[str, np.ndarray] | None:
+    """The view of ``x`` closest to ``like``; singleton axes may differ ((N, C, 1, 1) vs (N, C))."""
     candidates = [(n, v) for n, v in views(x, source, target, flatten_shapes) if v.shape == like.shape]
+    if not candidates:
+        candidates = [(f"{n}, squeezed", v.reshape(like.shape)) for n, v in views(x, source, target, flatten_shapes)
+                      if v.ndim and _squeezed(v.shape) == _squeezed(like.shape)]
     if not candidates:
         return None
     return min(candidates, key=lambda nv: float(np.nanmax(np.abs(nv[1] - like))) if like.size else 0.0)
