@@ -165,3 +165,14 @@ def test_is_a_drop_in_module() -> None:
     assert isinstance(loss_fn, nn.CTCLoss)
     assert repr(loss_fn) == ("CheckedCTCLoss(blank=2, reduction='mean', zero_infinity=False, num_labels=4, "
                              "check='first', on_error='raise')")
+
+
+def test_equals_nn_ctcloss_unbatched(make_setup) -> None:
+    s = make_setup(seed=5)
+    length = int(s.target_lengths[0])
+    args = (s.targets[0, :length], s.input_lengths[0], s.target_lengths[0])  # 0-dim lengths
+    logits = torch.randn(s.log_probs.shape[0], s.log_probs.shape[2], generator=torch.Generator().manual_seed(2))
+    expected, expected_grad = _loss_and_grad(nn.CTCLoss(), logits, *args)
+    loss, grad = _loss_and_grad(CheckedCTCLoss(check="always"), logits, *args)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-6)
