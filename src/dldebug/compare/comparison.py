@@ -164,7 +164,7 @@ class Comparison:
         markers = ((float(first.index), f"first divergence: {first.layer_a}"),) if first else ()
         return Figure("compare.layer_error", title="Per-layer difference between a and b", series=series,
                       markers=markers, xlabel="layer # (a's execution order)", ylabel="|a - b|", logy=True,
-                      caption="Zero differences are drawn at 1e-12.")
+                      caption="x is the '#' column of the compare.layers table; zero differences are drawn at 1e-12.")
 
     # -- serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ listed, never dropped silently.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +24,7 @@ from dldebug.errors import LayerNotFoundError
 
 __all__ = ["LayerPair", "Matching", "match_layers", "weight_relation"]
 
-_IGNORED = frozenset({"other", "dropout", "identity"})
+_IGNORED = frozenset({"other", "dropout", "identity"})  # plumbing and no-ops at inference are not paired
 
 
 @dataclass
@@ -57,6 +57,9 @@ class Matching:
     pairs: list[LayerPair] = field(default_factory=list)
     unmatched_a: list[LayerRecord] = field(default_factory=list)
     unmatched_b: list[LayerRecord] = field(default_factory=list)
+
+
+_Add = Callable[[LayerRecord, LayerRecord, str], "LayerPair"]
 
 
 def _close(x: np.ndarray, y: np.ndarray) -> bool:
@@ -149,13 +152,13 @@ def _find(records: list[LayerRecord], name: str, side: str) -> LayerRecord:
 
 
 def _match_by_order(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair],
-                    used_b: set[int], add: object) -> None:
+                    used_b: set[int], add: _Add) -> None:
     pa = [r for r in ra if r.parameterised and id(r) not in pairs]
     pb = [r for r in rb if r.parameterised and id(r) not in used_b]
     i = j = 0
     while i < len(pa) and j < len(pb):
         if _compatible(pa[i], pb[j]):
-            add(pa[i], pb[j], "order")  # type: ignore[operator]
+            add(pa[i], pb[j], "order")
             i, j = i + 1, j + 1
             continue
         next_b = next((k for k in range(j + 1, len(pb)) if _compatible(pa[i], pb[k])), None)
@@ -206,7 +209,7 @@ def _merge_fused(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, 
 
 
 def _match_gaps(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],
-                pos_b: dict[int, int], add: object) -> None:
+                pos_b: dict[int, int], add: _Add) -> None:
     """Pair the unpaired layers between consecutive pairs by kind, in order."""
     start_b = 0
     covered = {id(p.a_feed) for p in pairs.values()}
@@ -221,5 +224,5 @@ def _match_gaps(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, L
         y_index = next((k for k in range(start_b, limit) if rb[k].kind == x.kind), None)
         if y_index is None:
             continue
-        add(x, rb[y_index], "order")  # type: ignore[operator]
+        add(x, rb[y_index], "order")
         start_b = y_index + 1
