@@ -48,6 +48,20 @@ def test_plateau_boundaries_are_pinned(onset: float, noise: float, families) -> 
     assert plateau.evidence["level_after"] < 0.6
 
 
+@pytest.mark.parametrize("drop", [0.01, 0.03, 0.05, 0.1])
+def test_plateau_after_a_short_initial_drop(drop: float) -> None:
+    t = np.arange(2000)
+    drop_end = int(drop * 2000)
+    clean = np.where(t < drop_end, 3.0 - 0.7 * t / drop_end,
+                     np.where(t < 800, 2.3, 0.2 + 2.1 * np.exp(-(t - 800) / 200)))
+    curve = clean + 0.02 * np.random.default_rng(5).standard_normal(2000)
+    plateau = diagnose_curve(curve).get("loss.plateau")
+    assert plateau is not None
+    assert abs(plateau.evidence["start_step"] - drop_end) <= 0.01 * 2000
+    assert abs(plateau.evidence["end_step"] - 800) <= 0.03 * 800
+    assert plateau.evidence["level_before"] == pytest.approx(2.3, abs=0.02)
+
+
 def test_plateau_on_a_long_binned_curve_keeps_caller_steps(families) -> None:
     curve, start = families.plateau_then_fall(200_000, 0.4, 0.05, seed=3)
     plateau = diagnose_curve(curve).get("loss.plateau")
