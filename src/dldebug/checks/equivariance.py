@@ -101,8 +101,9 @@ def probe_equivariance(
         cells: dict[str, dict[str, _Cell]] = {key: {} for key in base}
         cells[_OUTPUT] = {}
         output_rows = []
+        scales: dict[str, float] = {}  # ||f(x)|| per layer, filled on first use
         for probe in probes:
-            out = _probed_pass(model, x, probe, base, cells)
+            out = _probed_pass(model, x, probe, base, cells, scales)
             expected = _map_transform(base_out, x, probe)
             cells[_OUTPUT][probe.label] = expected if isinstance(expected, _Cell) else _Cell(
                 _relative_error(out, expected), collapsed=_collapsed(base_out, x))
@@ -163,16 +164,18 @@ def _baseline(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor
 
 
 def _probed_pass(model: nn.Module, x: torch.Tensor, probe: _Probe, base: dict[str, torch.Tensor],
-                 cells: dict[str, dict[str, _Cell]]) -> torch.Tensor:
+                 cells: dict[str, dict[str, _Cell]], scales: dict[str, float]) -> torch.Tensor:
     def compare(key: str, _name: str, _module: nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
         if key not in base or not isinstance(output, torch.Tensor) or output.shape != base[key].shape:
             return
         expected = _map_transform(base[key], x, probe)
         if isinstance(expected, _Cell):
             cells[key][probe.label] = expected
-        else:
-            cells[key][probe.label] = _Cell(_relative_error(output, expected),
-                                            collapsed=_collapsed(base[key], x))
+            return
+        if key not in scales:
+            scales[key] = _norm(base[key])
+        error = _relative_error(output, expected, scale=scales[key], scratch=expected is not base[key])
+        cells[key][probe.label] = _Cell(error, collapsed=_collapsed(base[key], x))
 
     transformed = _map_transform(x, x, probe)
     assert isinstance(transformed, torch.Tensor)  # the input always maps onto itself
@@ -206,12 +209,22 @@ def _map_transform(y: torch.Tensor, x: torch.Tensor, probe: _Probe) -> torch.Ten
     return torch.roll(y, shifts=tuple(moves), dims=tuple(range(2, y.dim())))
 
 
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    diff = torch.linalg.vector_norm((actual - expected).double())
-    scale = torch.linalg.vector_norm(expected.double())
-    if float(scale) == 0.0:
-        return 0.0 if float(diff) == 0.0 else float("inf")
-    return float(diff / scale)
+def _norm(t: torch.Tensor) -> float:
+    # float32 accumulation (cascade-summed by torch) is ~10x faster than float64 and accurate to ~1e-7
+    return float(torch.linalg.vector_norm(t, dtype=torch.float32 if t.element_size() < 4 else None))
+
+
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor, *, scale: float | None = None,
+                    scratch: bool = False) -> float:
+    """||actual - expected|| / ||expected||; ``scratch``: ``expected`` is a temporary that may be overwritten.
+
+    The transforms only permute entries, so ``scale`` = ||f(x)|| (computed once per layer) = ||T'f(x)||.
+    """
+    scale = _norm(expected) if scale is None else scale
+    diff = _norm(expected.sub_(actual) if scratch else expected - actual)
+    if scale == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / scale
 
 
 def _output_row(probe: _Probe, out: torch.Tensor, base_out: torch.Tensor) -> dict[str, Any]:
