@@ -164,3 +164,15 @@ def test_functional_model_with_residual_and_global_pooling(tf_keras: Any) -> Non
     port.c2.bias.data += 0.1
     shadow = compare_models(port, model, (1, 3, 8, 8), mode="shadow")
     assert [r.layer_a for r in shadow.divergences] == ["c2"]
+
+
+def test_corrupt_keras_file_is_a_file_format_error(keras3: Any, tmp_path: Any) -> None:
+    from dldebug.compare import load_compare_model
+    from dldebug.errors import FileFormatError
+
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(FileFormatError, match="cannot read the Keras model"):
+        load_compare_model(path)
+    with pytest.raises(FileFormatError, match="Keras model file not found"):
+        load_compare_model(tmp_path / "missing.h5")

@@ -150,3 +150,29 @@ def test_layernorm_eps_mismatch_is_cited() -> None:
     result = compare_models(model_a, model_b, x)
     finding = result.report.get("compare.config_mismatch")
     assert finding is not None and finding.evidence["eps_a"] == 1e-3 and finding.evidence["eps_b"] == 1e-5
+
+
+def test_tensor_as_input_kind_and_report_round_trip(make_cnn: Any) -> None:
+    from dldebug.findings import Report
+
+    model = make_cnn()
+    result = compare_models(model, corrupted(model, 0), input_kind=X)
+    assert result.settings["input_shape"] == [1, 3, 16, 16] and result.settings["input_kind"] == "given"
+    report = result.report
+    assert Report.from_json(report.to_json()) == report
+    assert not report and report.get("compare.diverged") is not None
+
+
+def test_missing_keras_raises_an_import_error(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dldebug.compare import load_compare_model
+    from dldebug.errors import MissingDependencyError
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"not really a model")
+    monkeypatch.setitem(sys.modules, "keras", None)  # makes `import keras` fail like a missing package
+    with pytest.raises(ImportError) as info:
+        load_compare_model(path)
+    assert isinstance(info.value, MissingDependencyError)
+    assert "pip install 'dldebug[keras]'" in str(info.value)
