@@ -131,8 +131,9 @@ def test_not_log_softmax_names_what_it_sees(make_setup) -> None:
     assert seen["logits"].evidence["max_abs_logsumexp"] == pytest.approx(3.0, abs=1e-4)
 
 
+@pytest.mark.parametrize("concatenated", [False, True])
 @pytest.mark.parametrize("seed", range(5))
-def test_infeasible_length_matches_torch_infinite_losses(seed: int) -> None:
+def test_infeasible_length_matches_torch_infinite_losses(seed: int, concatenated: bool) -> None:
     """Oracle: PyTorch's per-sample loss is inf exactly for the samples the check names."""
     g = torch.Generator().manual_seed(seed)
     T, N, C, S = 12, 32, 4, 8
@@ -140,6 +141,8 @@ def test_infeasible_length_matches_torch_infinite_losses(seed: int) -> None:
     targets = torch.randint(1, C, (N, S), generator=g)  # few classes: many adjacent repeats
     target_lengths = torch.randint(1, S + 1, (N,), generator=g)
     input_lengths = torch.randint(1, T + 1, (N,), generator=g)
+    if concatenated:
+        targets = torch.cat([targets[i, :int(n)] for i, n in enumerate(target_lengths)])
     losses = F.ctc_loss(lp, targets, input_lengths, target_lengths, reduction="none")
     expected = torch.nonzero(torch.isinf(losses)).reshape(-1).tolist()
     assert expected, "the random batch should contain infeasible samples"
@@ -147,8 +150,10 @@ def test_infeasible_length_matches_torch_infinite_losses(seed: int) -> None:
     assert found.evidence["samples"] == expected[:20]
     assert found.evidence["num_samples"] == len(expected)
     table = check_ctc(lp, targets, input_lengths, target_lengths).table("ctc.infeasible_samples")
+    offsets = [0, *torch.cumsum(target_lengths, 0).tolist()]
     for sample, t, length, repeats, needed in table.rows:
-        naive_repeats = sum(int(targets[sample, k] == targets[sample, k - 1]) for k in range(1, length))
+        row = targets[offsets[sample]:offsets[sample + 1]] if concatenated else targets[sample, :length]
+        naive_repeats = sum(int(row[k] == row[k - 1]) for k in range(1, length))
         assert (repeats, needed) == (naive_repeats, length + naive_repeats) and t < needed
 
 

@@ -73,7 +73,7 @@ def _dtype_of(lengths: Lengths) -> torch.dtype:
 def check_batch(batch: CTCBatch, *, blank: int, num_labels: int | None, layout: Layout = "TNC",
                 device: str = "cpu", log_probs_dtype: torch.dtype = torch.float32,
                 integer_dtypes: tuple[torch.dtype, ...] = (torch.int64,)) -> Report:
-    """Run every CTC check on an already normalised batch (used by ``CheckedCTCLoss``)."""
+    """Run every CTC check on an already normalised batch; see :func:`check_ctc`."""
     stats = batch_stats(batch, blank)
     findings: list[Finding] = []
     tables: list[Table] = []
