@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from dldebug import compare_models
 from dldebug.errors import InputError
@@ -102,3 +104,31 @@ def test_legacy_exporter_without_scopes_is_paired_by_order(exported: dict[str, A
     assert result and {r.how for r in result.rows[:-1]} == {"order"}
     assert result.rows[0].layer_b == "/0/Conv"
     assert sum(r.weights == "folded" for r in result.rows) == (2 if fold else 0)
+
+
+class _SharedRelu(nn.Module):
+    """A ResNet-style block: one ``self.relu`` module called twice, a residual add, a functional flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+        self.conv, self.bn, self.fc = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Linear(4 * 16 * 16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.stem(x))
+        return self.fc(self.relu(self.bn(self.conv(x)) + x).flatten(1))
+
+
+def test_module_called_twice_gives_two_layers() -> None:
+    torch.manual_seed(0)
+    model = _SharedRelu().eval()
+    proto = torch.onnx.export(model, (X,), dynamo=True, optimize=False, verbose=False).model_proto
+    result = compare_models(model, proto, X)
+    assert result, result.layers.records()
+    assert [r.layer_a for r in result.rows if r.kind == "relu"] == ["relu", "relu#2"]
+    assert [r.layer_b for r in result.rows if r.kind == "relu"] == ["relu", "relu#2"]
+    bad = copy.deepcopy(model)
+    with torch.no_grad():
+        bad.conv.bias += 0.2
+    shadow = compare_models(model, bad, X, mode="shadow")
+    assert [r.layer_a for r in shadow.divergences] == ["conv"]

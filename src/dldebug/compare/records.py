@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["KIND_OF_KERAS", "KIND_OF_ONNX", "KIND_OF_TORCH", "PARAMETERISED", "Capture", "LayerRecord", "Layout"]
+__all__ = ["KIND_OF_KERAS", "KIND_OF_ONNX", "KIND_OF_TORCH", "PARAMETERISED", "Capture", "LayerRecord", "Layout",
+           "call_name"]
 
 Layout = Literal["channels_first", "channels_last"]
 
@@ -113,3 +114,15 @@ class Capture:
 
     def by_name(self) -> dict[str, LayerRecord]:
         return {r.name: r for r in self.records}
+
+
+def call_name(name: str, call: int) -> str:
+    """The record name of the ``call``-th (1-based) run of a layer: ``relu``, then ``relu#2`` ...
+
+    A module used twice in one forward pass (a shared ``self.relu``) gives two records.
+
+    Example:
+        >>> call_name("relu", 1), call_name("relu", 2)
+        ('relu', 'relu#2')
+    """
+    return name if call == 1 else f"{name}#{call}"

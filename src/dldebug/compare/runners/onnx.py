@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dldebug.compare.records import KIND_OF_ONNX, PARAMETERISED, Capture, LayerRecord, Layout
+from dldebug.compare.records import KIND_OF_ONNX, PARAMETERISED, Capture, LayerRecord, Layout, call_name
 from dldebug.errors import InputError, require
 
 __all__ = ["OnnxRunner"]
@@ -86,9 +86,12 @@ class OnnxRunner:
             else:
                 groups.append(_Group(scope or node.name or f"node_{index}", [node]))
         groups = [g for g in groups if any(n.op_type != "Constant" for n in g.nodes)]
+        seen: dict[str, int] = {}
         for g in groups:  # a trailing Constant is never the layer's output
             while g.nodes[-1].op_type == "Constant":
                 g.nodes.pop()
+            seen[g.name] = seen.get(g.name, 0) + 1
+            g.name = call_name(g.name, seen[g.name])  # a module called twice gives two layers
         return groups
 
     def input_shape(self) -> tuple[int | None, ...] | None:

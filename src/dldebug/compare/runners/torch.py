@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout
+from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout, call_name
 
 __all__ = ["TorchRunner"]
 
@@ -89,12 +89,14 @@ class TorchRunner:
 
     def capture(self, x: np.ndarray) -> Capture:
         records: list[LayerRecord] = []
+        calls: dict[str, int] = {}
 
         def hook(name: str, module: nn.Module) -> Any:
             def record(_m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
                 kind = KIND_OF_TORCH.get(type(module).__name__, "other")
-                rec = LayerRecord(name, kind, type(module).__name__, self.framework, "channels_first",
-                                  output=_numpy(output), input=_numpy(args), params=_params(module),
+                calls[name] = calls.get(name, 0) + 1
+                rec = LayerRecord(call_name(name, calls[name]), kind, type(module).__name__, self.framework,
+                                  "channels_first", output=_numpy(output), input=_numpy(args), params=_params(module),
                                   config=_config(module))
                 if kind == "flatten" and rec.input is not None:
                     rec.flatten_from = tuple(rec.input.shape[1:])
@@ -108,23 +110,28 @@ class TorchRunner:
     def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One forward pass in which each fed module gets ``feeds[name]`` instead of its own input."""
         outputs: dict[str, np.ndarray] = {}
+        calls: dict[str, int] = {}
 
         def hook(name: str, module: nn.Module) -> Any:
-            def replace(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            def replace(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+                calls[name] = calls.get(name, 0) + 1
+                feed = feeds.get(call_name(name, calls[name]))
+                if feed is None:
+                    return None
                 first = args[0] if args else None
                 dtype = first.dtype if isinstance(first, torch.Tensor) else torch.float32
-                return (torch.from_numpy(np.array(feeds[name], copy=True)).to(dtype), *args[1:])
+                return (torch.from_numpy(np.array(feed, copy=True)).to(dtype), *args[1:])
             return replace
 
         def keep(name: str, module: nn.Module) -> Any:
             def record(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
                 value = _numpy(output)
                 if value is not None:
-                    outputs[name] = value
+                    outputs[call_name(name, calls.get(name, 1))] = value
             return record
 
-        fed = {n: m for n, m in self.leaves.items() if n in feeds}
-        with _hooks(fed, hook, pre=True), _hooks(self.leaves, keep, pre=False):
+        # every leaf gets the counting pre-hook, so a shared module's n-th call finds its n-th feed
+        with _hooks(self.leaves, hook, pre=True), _hooks(self.leaves, keep, pre=False):
             self._forward(x)
         return outputs
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout
+from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout, call_name
 
 __all__ = ["TorchGraphRunner", "has_module_stack"]
 
@@ -29,6 +29,7 @@ class _Layer:
     path: str
     type_name: str
     nodes: list[Any] = field(default_factory=list)
+    name: str = ""
 
 
 def _op_name(node: Any) -> str:
@@ -74,13 +75,17 @@ class TorchGraphRunner:
                 layers[-1].nodes.append(node)
             else:
                 layers.append(_Layer(str(path), type_name, [node]))
+        calls: dict[str, int] = {}
+        for layer in layers:
+            calls[layer.path] = calls.get(layer.path, 0) + 1
+            layer.name = call_name(layer.path, calls[layer.path])
         return layers
 
     def input_shape(self) -> tuple[int | None, ...] | None:
         return None
 
     def _run(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[Any, torch.Tensor]:
-        first_nodes = {layer.nodes[0]: layer.path for layer in self.layers if layer.path in feeds}
+        first_nodes = {layer.nodes[0]: layer.name for layer in self.layers if layer.name in feeds}
         seen: dict[Any, torch.Tensor] = {}
 
         class Recorder(torch.fx.Interpreter):
@@ -119,7 +124,7 @@ class TorchGraphRunner:
             prefix = layer.path + "."
             params = {k[len(prefix):]: v.detach().float().numpy() for k, v in self.state.items()
                       if k.startswith(prefix) and "." not in k[len(prefix):] and v.is_floating_point()}
-            rec = LayerRecord(layer.path, kind, layer.type_name, self.framework, "channels_first",
+            rec = LayerRecord(layer.name, kind, layer.type_name, self.framework, "channels_first",
                               output=None if output is None else output.float().numpy(),
                               input=None if data_in is None else data_in.float().numpy(), params=params,
                               config=_config(layer))
@@ -130,5 +135,5 @@ class TorchGraphRunner:
 
     def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         seen = self._run(x, feeds)
-        return {layer.path: seen[layer.nodes[-1]].float().numpy() for layer in self.layers
+        return {layer.name: seen[layer.nodes[-1]].float().numpy() for layer in self.layers
                 if layer.nodes[-1] in seen}
