@@ -114,6 +114,11 @@ def can_overfit(
         initial, output = _eval_loss(trainee, inputs, target, loss_fn)
         history = _train(trainee, params, inputs, target, loss_fn, steps, lr)
         final = _eval_loss(trainee, inputs, target, loss_fn)[0] if math.isfinite(history[-1]) else math.nan
+    return _result(initial, final, history, output, target, loss_fn, steps, lr, target_ratio)
+
+
+def _result(initial: float, final: float, history: list[float], output: Any, target: Any,
+            loss_fn: Callable[..., torch.Tensor], steps: int, lr: float, target_ratio: float) -> OverfitResult:
     passed = math.isfinite(final) and (final <= target_ratio * initial or final <= ABSOLUTE_FLOOR)
     findings = []
     if not passed:

@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from dldebug.checks import can_overfit, parameter_audit, probe_equivariance
+from dldebug.checks import OverfitResult, can_overfit, parameter_audit, probe_equivariance
 from dldebug.demo.context import DemoContext
 from dldebug.demo.digits import DigitsCNN
 from dldebug.findings import Figure, Finding, Report, Series, Table
@@ -75,44 +75,60 @@ def _renamed(table: Table, name: str) -> Table:
     return Table(name, table.columns, table.rows, table.caption)
 
 
-def scenario(ctx: DemoContext) -> Report:
-    baseline, _ = ctx.baseline()
-    classifier = copy.deepcopy(baseline)
+def _equivariance_section(ctx: DemoContext, classifier: nn.Module) -> tuple[Table, dict[str, tuple[str, Report]]]:
     segmenter = _train_segmenter(ctx, 40 if ctx.quick else 120)
     x = ctx.data.x_test[:64]
-    probes = {"pooled classifier (DigitsCNN)": ("classification", probe_equivariance(
-        classifier, x, transforms=("translate",), task="classification")),
-        "all-conv dense net": ("dense", probe_equivariance(segmenter, x, transforms=("translate",), task="dense"))}
-    n_train = len(ctx.data.y_train)
-    audits = {"DigitsCNN": parameter_audit(classifier, n_train_samples=n_train, example_input=x[:2]),
-              "C3D-like head (meta device)": parameter_audit(
-                  _c3d_like_head(), n_train_samples=n_train,
-                  example_input=torch.empty(1, 512, 128, 171, device="meta"))}
-    batch = (ctx.data.x_train[:32], ctx.data.y_train[:32])
-    torch.manual_seed(ctx.seed)
-    healthy, softmaxed = DigitsCNN(), nn.Sequential(DigitsCNN(), nn.Softmax(dim=1))
-    steps = 60 if ctx.quick else 120
-    overfits = {"DigitsCNN": can_overfit(healthy, batch, nn.CrossEntropyLoss(), steps=steps, lr=3e-3),
-                "softmax before CrossEntropyLoss": can_overfit(softmaxed, batch, nn.CrossEntropyLoss(),
-                                                               steps=steps, lr=3e-3)}
-    equivariance = Table(
+    probes = {
+        "pooled classifier (DigitsCNN)": ("classification", probe_equivariance(
+            classifier, x, transforms=("translate",), task="classification")),
+        "all-conv dense net": ("dense", probe_equivariance(segmenter, x, transforms=("translate",), task="dense")),
+    }
+    table = Table(
         "model_checks.equivariance",
         ("model", "task", "translate 1", "translate 2", "translate 4", "top-1 change (1 px)",
          "first broken layer", "finding"),
         tuple(_equivariance_rows(name, task, rep) for name, (task, rep) in probes.items()),
         caption="Output error under circular shifts of 64 test digits: the classifier's invariance error "
                 "||f(Tx) - f(x)|| / ||f(x)||, the dense net's equivariance error ||f(Tx) - Tf(x)|| / ||f(x)||.")
-    capacity = Table(
+    return table, probes
+
+
+def _capacity_section(ctx: DemoContext, classifier: nn.Module) -> tuple[Table, dict[str, Report]]:
+    n_train = len(ctx.data.y_train)
+    audits = {"DigitsCNN": parameter_audit(classifier, n_train_samples=n_train, example_input=ctx.data.x_test[:2]),
+              "C3D-like head (meta device)": parameter_audit(
+                  _c3d_like_head(), n_train_samples=n_train,
+                  example_input=torch.empty(1, 512, 128, 171, device="meta"))}
+    table = Table(
         "model_checks.capacity", ("model", "params", "params per sample", "dominant layer", "its share",
                                   "after the 1x1-conv fix"),
         tuple(_capacity_row(name, rep) for name, rep in audits.items()),
         caption=f"Parameter audit against the {n_train:,} training digits; the C3D-like head is lesson 3's "
                 "512x128x171 map flattened into FC layers.")
+    return table, audits
+
+
+def _overfit_section(ctx: DemoContext) -> tuple[Figure, dict[str, OverfitResult]]:
+    batch = (ctx.data.x_train[:32], ctx.data.y_train[:32])
+    torch.manual_seed(ctx.seed)
+    healthy, softmaxed = DigitsCNN(), nn.Sequential(DigitsCNN(), nn.Softmax(dim=1))
+    steps = 60 if ctx.quick else 120
+    results = {name: can_overfit(model, batch, nn.CrossEntropyLoss(), steps=steps, lr=3e-3)
+               for name, model in (("DigitsCNN", healthy), ("softmax before CrossEntropyLoss", softmaxed))}
     figure = Figure("model_checks.overfit", title="Over-fitting one batch of 32 digits",
-                    series=tuple(Series(name, range(len(r.history)), r.history) for name, r in overfits.items()),
+                    series=tuple(Series(name, range(len(r.history)), r.history) for name, r in results.items()),
                     xlabel="step", ylabel="cross-entropy", logy=True,
                     caption="A healthy CNN drives the loss towards zero; with a softmax before CrossEntropyLoss "
                             "the loss cannot fall below about 1.46 (ln(e + 9) - 1).")
+    return figure, results
+
+
+def scenario(ctx: DemoContext) -> Report:
+    """Equivariance and capacity tables and the over-fit curves (about 6 s on one busy core)."""
+    classifier = copy.deepcopy(ctx.baseline()[0])
+    equivariance, probes = _equivariance_section(ctx, classifier)
+    capacity, audits = _capacity_section(ctx, classifier)
+    figure, overfits = _overfit_section(ctx)
     findings: list[Finding] = [f for _, rep in probes.values() for f in rep.findings]
     findings += [f for rep in audits.values() for f in rep.findings]
     findings += [f for r in overfits.values() for f in r.findings]
