@@ -14,8 +14,13 @@ Run:  .venv/bin/python benchmarks/bench_compress.py [--repeats 5] [--randomized]
    a-posteriori residual. ``--randomized`` also times ``torch.svd_lowrank``;
    ``--exact-fc7`` compares against a full ``torch.linalg.svd`` on fc7.
 
-Weights are random Gaussian (a flat spectrum: the hardest case for iterative
-methods; trained layers decay faster). Timings are noisy on a shared machine.
+Inference weights are random (speed does not depend on them). The compressed
+fc6 is Gaussian with power-law row/column scales (a decaying spectrum, like
+trained layers); ``--flat`` adds a plain Gaussian fc6 (a flat spectrum: the
+worst case, where subspace iteration stalls and the full ``eigh`` takes over).
+Timings are noisy on a shared machine: with other processes on the cores, a
+multi-threaded matrix-vector product stalls at every thread barrier, so the
+inference comparison runs single-threaded by default (``--threads``).
 """
 
 from __future__ import annotations
@@ -72,10 +77,21 @@ def bench_inference(repeats: int) -> list[tuple]:
     return rows
 
 
-def bench_compression(randomized: bool) -> list[tuple]:
+def synthetic_fc6(flat: bool) -> nn.Linear:
+    """fc6-sized layer: Gaussian (flat spectrum) or Gaussian with power-law row/column scales (decaying)."""
     m, n = LAYERS["fc6"]
     torch.manual_seed(1)
     fc6 = nn.Linear(n, m)
+    if not flat:
+        with torch.no_grad():
+            rows_scale = (1 + torch.arange(m) / 64.0) ** -0.5
+            cols_scale = (1 + torch.arange(n) / 256.0) ** -0.5
+            fc6.weight.copy_(torch.randn(m, n) / n ** 0.5 * rows_scale[:, None] * cols_scale[None, :])
+    return fc6
+
+
+def bench_compression(randomized: bool, flat: bool) -> list[tuple]:
+    fc6 = synthetic_fc6(flat)
     weight = fc6.weight.detach()
     rows = []
     start = time.perf_counter()
@@ -97,7 +113,8 @@ def bench_compression(randomized: bool) -> list[tuple]:
     values = second.norm(dim=0)
     svd = TruncatedSvd(second / values, values, first, record["svd"])
     sv_error = float(((svd.S.double() - exact_s[:1024]).abs() / exact_s[:1024]).max())
-    rows.append(("compress_linear_layers(rank=1024), auto -> " + record["svd"], round(seconds, 1),
+    spectrum = "flat (Gaussian)" if flat else "decaying"
+    rows.append((f"{spectrum}: compress_linear_layers(rank=1024), auto -> " + record["svd"], round(seconds, 1),
                  f"{achieved:.6f} vs optimal {optimal:.6f} (+{achieved / optimal - 1:.1e})",
                  f"{sv_error:.1e}", f"{svd_residual(weight, svd):.1e}"))
     rows.append(("reference: float64 Gram + eigvalsh (values only)", round(ref_seconds, 1), "-", "-", "-"))
@@ -146,15 +163,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--randomized", action="store_true", help="also time torch.svd_lowrank on fc6")
     parser.add_argument("--exact-fc7", action="store_true", help="compare with a full exact SVD on fc7")
+    parser.add_argument("--flat", action="store_true", help="also compress a Gaussian (flat-spectrum) fc6")
+    parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads for the inference timings (1: robust on a busy machine)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     start = time.perf_counter()
-    _print("Inference: dense vs two factors (ms per call, min of samples)",
-           ("layer", "batch", "rank", "dense ms", "low-rank ms", "theoretical x", "measured x", "of theory"),
-           bench_inference(args.repeats))
+    if not args.skip_inference:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.threads)
+        print(f"inference timed with {args.threads} thread(s)")
+        _print("Inference: dense vs two factors (ms per call, min of samples)",
+               ("layer", "batch", "rank", "dense ms", "low-rank ms", "theoretical x", "measured x", "of theory"),
+               bench_inference(args.repeats))
+        torch.set_num_threads(threads)
+    rows = bench_compression(args.randomized, flat=False)
+    if args.flat:
+        rows += bench_compression(False, flat=True)
     _print("Compressing fc6 (4096 x 25088) at rank 1024",
-           ("method", "seconds", "relative weight error", "max sv rel. error", "residual"),
-           bench_compression(args.randomized))
+           ("method", "seconds", "relative weight error", "max sv rel. error", "residual"), rows)
     if args.exact_fc7:
         _print("Against a full exact SVD (fc7)", ("method", "seconds", "weight error", "max sv rel. error",
                                                  "residual"), bench_exact_fc7())

@@ -73,3 +73,15 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         truncated_svd(_matrix(30, 40), **kwargs)
     assert str(info.value) == message
+
+
+def test_gram_falls_back_to_full_eigh_on_a_flat_spectrum(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(svd_module, "SUBSPACE_MIN_SIDE", 64)
+    a = torch.randn(120, 300, generator=torch.Generator().manual_seed(5))  # flat: subspace iteration stalls
+    calls = []
+    original = svd_module._subspace_eigh
+    monkeypatch.setattr(svd_module, "_subspace_eigh", lambda *args: calls.append(1) or original(*args))
+    result = truncated_svd(a, 20, method="gram")
+    s_ref = np.linalg.svd(a.double().numpy(), compute_uv=False)[:20]
+    assert calls == [1]  # it was tried ...
+    np.testing.assert_allclose(result.S.numpy(), s_ref, rtol=1e-6)  # ... and rejected for the exact eigh
