@@ -176,3 +176,29 @@ def test_corrupt_keras_file_is_a_file_format_error(keras3: Any, tmp_path: Any) -
         load_compare_model(path)
     with pytest.raises(FileFormatError, match="Keras model file not found"):
         load_compare_model(tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize("reorder", [True, False])
+def test_gru_gate_order(tf_keras: Any, reorder: bool) -> None:
+    tf_keras.utils.set_random_seed(0)
+    hidden = 4
+    model = tf_keras.Sequential([tf_keras.Input((5, 3)), tf_keras.layers.GRU(hidden, return_sequences=True)])
+    kernel, recurrent, bias = model.layers[0].get_weights()  # gates z, r, h; bias rows: input, recurrent
+
+    def torch_order(w: np.ndarray) -> np.ndarray:  # Keras (z, r, h) -> PyTorch (r, z, n) along the gate axis
+        z, r, h = np.split(w, 3, axis=-1)
+        return np.concatenate([r, z, h], axis=-1) if reorder else w
+
+    port = nn.GRU(3, hidden, batch_first=True)
+    port.weight_ih_l0.data = torch.from_numpy(torch_order(kernel).T.copy())
+    port.weight_hh_l0.data = torch.from_numpy(torch_order(recurrent).T.copy())
+    port.bias_ih_l0.data = torch.from_numpy(torch_order(bias[0]).copy())
+    port.bias_hh_l0.data = torch.from_numpy(torch_order(bias[1]).copy())
+    x = np.random.default_rng(0).standard_normal((1, 5, 3)).astype(np.float32)
+    result = compare_models(model, nn.Sequential(port).eval(), x)
+    if reorder:
+        assert result, result.layers.records()
+    else:
+        first = result.first_divergence
+        assert first is not None and first.explanations[0]["rule"] == "gru.gates"
+        assert first.explanations[0]["evidence"]["gate_order_a"] == "zrh"

@@ -78,7 +78,9 @@ def weight_relation(a: LayerRecord, b: LayerRecord, flatten_shapes: Sequence[tup
     others = [k for k in a.params if k != "weight" and k in b.params]
     rest_same = all(_close(a.params[k], b.params[k]) for k in others)
     if wa is None or wb is None:
-        return "same" if rest_same and others else "differ"
+        if not others:  # e.g. a Keras GRU (kernel, recurrent, bias) vs PyTorch (weight_ih, weight_hh, ...)
+            return "n/a"
+        return "same" if rest_same else "differ"
     if wa.shape != wb.shape:
         return f"shape differs {list(wa.shape)} vs {list(wb.shape)}"
     permuted = None
