@@ -147,3 +147,13 @@ def test_bad_arguments_raise_input_error(nets: Any, x: torch.Tensor, kwargs: dic
     with pytest.raises(InputError) as info:
         probe_equivariance(nets.circular_dense_net(), x, **kwargs)
     assert str(info.value).startswith(message)
+
+
+class TupleOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+def test_model_must_return_one_tensor(images: torch.Tensor) -> None:
+    with pytest.raises(InputError, match="probe_equivariance needs a model that returns one tensor; got tuple."):
+        probe_equivariance(TupleOut(), images)

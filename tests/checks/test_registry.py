@@ -142,3 +142,13 @@ def test_cli_audit(factory_module: None, capsys: pytest.CaptureFixture[str]) -> 
     assert {c["check"]: c["status"] for c in data["checks"]}["capacity"] == "failed"
     assert main(["audit", "h4models:pooled", "--input", "2x3"]) == 2
     assert "failed on the example input of shape (2, 3)" in capsys.readouterr().err
+
+
+def test_cli_audit_of_an_exported_program(tmp_path: Any, nets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    model = nets.pooled_dense_net().eval()
+    path = tmp_path / "pooled.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(2, 1, 16, 16),)), path)
+    assert main(["audit", str(path), "--input", "2x1x16x16", "--json"]) == 0
+    report = Report.from_json(capsys.readouterr().out)
+    finding = report.get("equivariance.broken")  # an exported graph has no modules to hook: the output row
+    assert finding.evidence["layer"] == "(output)" and "the output is down-sampled" in finding.message

@@ -286,8 +286,13 @@ def _cause(module: nn.Module | None, cell: _Cell, probe: _Probe) -> tuple[str, s
     if isinstance(module, CONVOLUTIONS) and getattr(module, "padding_mode", "zeros") != "circular":
         return ("padding at the border (zero padding; the map's edges are not shifted content)",
                 "ignore a border band in the loss, or use padding_mode='circular' where the signal wraps")
-    return (f"{type(module).__name__ if module is not None else 'an operation outside any module'} "
-            "is not equivariant", "check this layer's operation; functional ops in forward() show up here")
+    if module is None and cell.cannot:
+        return ("the output is down-sampled: the shift lands between its pixels",
+                "keep the output at the input's resolution (up-sample before the output)")
+    if module is None:
+        return ("an operation outside any module (a functional call in forward(), or an exported graph)",
+                "look at forward(): functional pooling, striding or flattening shows up only at the output")
+    return (f"{type(module).__name__} is not equivariant", "check this layer's operation")
 
 
 def _findings(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, nn.Module],

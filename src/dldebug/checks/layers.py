@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["LayerHook", "eval_mode", "layer_kind", "leaf_modules", "watch_layers"]
+__all__ = ["LayerHook", "eval_mode", "layer_kind", "leaf_modules", "set_mode", "watch_layers"]
 
 # Called after each leaf module's forward: (key, name, module, inputs, output). ``key`` is the
 # module's name, suffixed "#2", "#3" ... when the same module runs again in one forward pass.
@@ -66,12 +66,18 @@ def watch_layers(model: nn.Module, callback: LayerHook) -> Iterator[None]:
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode, then restore every submodule's own ``training`` flag."""
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    set_mode(model, training=False)
     try:
         yield model
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+def set_mode(model: nn.Module, *, training: bool) -> None:
+    """``model.train(training)``, tolerating modules that refuse it (``torch.export``'s modules raise)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # an exported program has its mode baked in
+        model.train(training)
 
 
 def layer_kind(module: nn.Module) -> str:

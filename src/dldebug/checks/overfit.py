@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dldebug.checks.layers import set_mode
 from dldebug.errors import InputError
 from dldebug.findings import Figure, Finding, Report, Series, Severity
 
@@ -155,7 +156,7 @@ def _loss(model: nn.Module, inputs: tuple[Any, ...], target: Any,
 
 def _eval_loss(model: nn.Module, inputs: tuple[Any, ...], target: Any,
                loss_fn: Callable[..., torch.Tensor]) -> tuple[float, Any]:
-    model.eval()
+    set_mode(model, training=False)
     with torch.no_grad():
         loss, output = _loss(model, inputs, target, loss_fn)
     return float(loss), output
@@ -163,7 +164,7 @@ def _eval_loss(model: nn.Module, inputs: tuple[Any, ...], target: Any,
 
 def _train(model: nn.Module, params: list[nn.Parameter], inputs: tuple[Any, ...], target: Any,
            loss_fn: Callable[..., torch.Tensor], steps: int, lr: float) -> list[float]:
-    model.train()
+    set_mode(model, training=True)
     model.zero_grad(set_to_none=True)  # a deep copy carries the user's stale gradients
     optimizer = torch.optim.Adam(params, lr=lr)
     history: list[float] = []
