@@ -48,6 +48,16 @@ def compare_models(a: Any, b: Any, inputs: Any = None, *, input_kind: InputKind 
         ConfigError: an unknown mode or input kind, or a non-positive tolerance.
         InputError: a model of an unsupported type, or an input that fits neither model.
         LayerNotFoundError: a ``mapping`` name that is not a layer.
+
+    Example:
+        >>> import copy, torch
+        >>> _ = torch.manual_seed(0)
+        >>> a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LeakyReLU(0.2)).eval()
+        >>> b = copy.deepcopy(a)
+        >>> b[1].negative_slope = 0.01
+        >>> result = compare_models(a, b, (1, 4), input_kind="random")
+        >>> bool(result), result.first_divergence.layer_b, result.first_divergence.explanations[0]["rule"]
+        (False, '1', 'leaky_relu.slope')
     """
     if mode not in _MODES:
         raise ConfigError(f"mode must be one of {list(_MODES)}; got {mode!r}.")
