@@ -108,7 +108,10 @@ class KerasRunner:
             keras = self._keras()
             outputs = []
             for layer in self.layers:
-                outputs.extend([layer.output, layer.input])
+                # layers with several inputs (Add) or outputs (LSTM return_state): the first one
+                first_input = layer.input[0] if isinstance(layer.input, (list, tuple)) else layer.input
+                first_output = layer.output[0] if isinstance(layer.output, (list, tuple)) else layer.output
+                outputs.extend([first_output, first_input])
             self._probe = keras.Model(self.model.inputs, [*outputs, self.model.outputs[0]])
         return self._probe
 
