@@ -30,7 +30,8 @@ def test_healthy_dense_net_passes_and_skips_what_it_cannot_run(nets: Any, images
     report = check_model(nets.circular_dense_net(), images)
     assert report.meta["task"] == "dense"  # inferred: the output keeps the input's spatial axes
     assert statuses(report) == {"forward.finite": "passed", "capacity": "passed", "equivariance": "passed",
-                                "overfit": "skipped"}
+                                "transfer": "passed", "overfit": "skipped"}
+    assert report.get("transfer.head").evidence["task_specific"] == "4"  # the 1x1 output convolution
     assert {c.check: c.reason for c in report.checks}["overfit"] == "needs target and loss fn"
     assert Report.from_json(report.to_json()) == report
 
@@ -60,7 +61,7 @@ def test_meta_models_get_the_capacity_check_only() -> None:
         head = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Flatten(), nn.Linear(64 * 100 * 100, 512))
     report = check_model(head, torch.empty(1, 64, 100, 100, device="meta"))
     assert statuses(report) == {"forward.finite": "skipped", "capacity": "failed", "equivariance": "skipped",
-                                "overfit": "skipped"}
+                                "transfer": "passed", "overfit": "skipped"}
     assert report.get("capacity.dominant_layer").evidence["input_map"] == "64x100x100"
 
 
@@ -117,7 +118,7 @@ def test_parametrized_suite(model: nn.Module, check: BoundCheck) -> None:
 def test_parametrize_checks_ids() -> None:
     mark = parametrize_checks([_SUITE_NET], _SUITE_INPUT)
     assert mark.kwargs["ids"] == [f"Sequential-{c}" for c in ("forward.finite", "capacity", "equivariance",
-                                                                  "overfit")]
+                                                                  "transfer", "overfit")]
 
 
 @pytest.fixture

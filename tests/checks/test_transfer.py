@@ -10,7 +10,7 @@ from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dldebug import InputError, LayerNotFoundError, feature_extractor, task_specific_layers
-from dldebug.checks import suggested_cut
+from dldebug.checks import suggested_cut, transfer_report
 from dldebug.checks.transfer import HookedExtractor
 from dldebug.demo.digits import DigitsCNN
 
@@ -115,3 +115,14 @@ def test_dense_model_output_conv_and_a_wrong_class_count() -> None:
     with pytest.raises(InputError, match=r"No Linear or convolution outputs num_classes=7; their output sizes "
                                          r"are \[2, 8\]"):
         task_specific_layers(dense, num_classes=7)
+
+
+def test_transfer_report_roles() -> None:
+    report = transfer_report(vgg_like(), num_classes=10)
+    roles = {r["layer"]: r["role"] for r in report.table("transfer.layers").records()}
+    assert roles["classifier.0"] == "suggested cut (kept)"
+    assert roles["classifier.3"] == "task-specific" and roles["classifier.6"] == "output layer"
+    finding = report.get("transfer.head")
+    assert finding.lesson == 4 and finding.evidence == {
+        "suggested_cut": "classifier.0", "task_specific": "classifier.3, classifier.6",
+        "output_layer": "classifier.6", "output_size": 10}

@@ -9,7 +9,7 @@ from dldebug.checks.capacity import parameter_audit
 from dldebug.checks.equivariance import probe_equivariance
 from dldebug.checks.overfit import OverfitResult, can_overfit
 from dldebug.checks.registry import CHECKS, CheckContext, ModelCheck, check_model, iter_checks, register_check
-from dldebug.checks.transfer import feature_extractor, suggested_cut, task_specific_layers
+from dldebug.checks.transfer import feature_extractor, suggested_cut, task_specific_layers, transfer_report
 
 __all__ = [
     "CHECKS",
@@ -25,4 +25,5 @@ __all__ = [
     "register_check",
     "suggested_cut",
     "task_specific_layers",
+    "transfer_report",
 ]

@@ -19,6 +19,7 @@ from dldebug.checks.capacity import parameter_audit
 from dldebug.checks.equivariance import probe_equivariance
 from dldebug.checks.layers import eval_mode
 from dldebug.checks.overfit import can_overfit
+from dldebug.checks.transfer import transfer_report
 from dldebug.errors import DldebugError, InputError
 from dldebug.findings import CheckResult, Finding, Report, Severity
 
@@ -136,7 +137,7 @@ def check_model(
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"))
         >>> [c.status for c in check_model(net, torch.randn(2, 1, 8, 8), task="dense").checks]
-        ['passed', 'passed', 'passed', 'skipped']
+        ['passed', 'passed', 'passed', 'passed', 'skipped']
     """
     ctx = CheckContext.create(model, example_input, target=target, loss_fn=loss_fn, task=task,
                               n_train_samples=n_train_samples)
@@ -201,6 +202,12 @@ def check_equivariance(ctx: CheckContext) -> Report:
     assert ctx.example_input is not None
     _require_values(ctx.example_input)
     return probe_equivariance(ctx.model, ctx.example_input, task=ctx.task or "classification")
+
+
+@register_check("transfer", tags=("transfer",))
+def check_transfer(ctx: CheckContext) -> Report:
+    """Where to cut the model for transfer learning, and which layers are task-specific (lesson 4)."""
+    return transfer_report(ctx.model)
 
 
 @register_check("overfit", tags=("training",), requires=("example_input", "target", "loss_fn"))

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from dldebug.checks.layers import CONVOLUTIONS, POOLING, SEQUENCE, leaf_modules
+from dldebug.checks.layers import CONVOLUTIONS, POOLING, SEQUENCE, layer_kind, leaf_modules
 from dldebug.errors import InputError, LayerNotFoundError
+from dldebug.findings import Finding, Report, Severity, Table
 
-__all__ = ["feature_extractor", "suggested_cut", "task_specific_layers"]
+__all__ = ["feature_extractor", "suggested_cut", "task_specific_layers", "transfer_report"]
 
 _SPATIAL = (*CONVOLUTIONS, *POOLING, *SEQUENCE, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -189,6 +190,40 @@ def task_specific_layers(model: nn.Module, *, num_classes: int | None = None) ->
     layers, cut, output = _cut_index(model, num_classes)
     has_weights = [name for name, m in layers[cut + 1:output + 1] if any(True for _ in m.parameters())]
     return has_weights or [layers[output][0]]
+
+
+def transfer_report(model: nn.Module, *, num_classes: int | None = None) -> Report:
+    """Where to cut ``model`` for transfer learning: the head's layers and their roles (lesson 4).
+
+    Returns:
+        A Report with the table ``transfer.layers`` (the suggested cut and every layer after it, with its
+        role) and an info finding ``transfer.head`` naming the cut and the layers to re-train.
+
+    Raises:
+        InputError: as :func:`task_specific_layers`.
+    """
+    layers, cut, output = _cut_index(model, num_classes)
+    specific = task_specific_layers(model, num_classes=num_classes)
+    start = max(cut, 0)
+    rows = []
+    for index, (name, module) in enumerate(layers[start:], start=start):
+        role = ("suggested cut (kept)" if index == cut else "output layer" if index == output
+                else "task-specific" if name in specific else "after the output" if index > output else "head")
+        rows.append((name, layer_kind(module), sum(p.numel() for p in module.parameters()), role))
+    out_layer = layers[output]
+    width = getattr(out_layer[1], "out_features", getattr(out_layer[1], "out_channels", None))
+    cut_name = layers[start][0]
+    finding = Finding(
+        "transfer.head", Severity.INFO,
+        f"For transfer learning keep the layers up to {cut_name!r} as the feature extractor and re-train "
+        f"{specific} (output layer {out_layer[0]!r}, {width} outputs).",
+        {"suggested_cut": cut_name, "task_specific": ", ".join(specific), "output_layer": out_layer[0],
+         "output_size": width},
+        fix=f"dldebug.feature_extractor(model, {cut_name!r}), then a new head for the new task.", lesson=4)
+    table = Table("transfer.layers", ("layer", "type", "params", "role"), tuple(rows),
+                  caption="The closer to the output, the more task-specific; the lesson keeps the convolutions "
+                          "and the first FC layer (fc_1).")
+    return Report([finding], title="Transfer learning: where to cut", tables=(table,))
 
 
 def count_flops(module: nn.Module, *args: torch.Tensor) -> int:
