@@ -64,11 +64,9 @@ class CurveShape:
     """What every detector needs: the binned curve, its smoothings and robust levels."""
 
     y: np.ndarray  # binned, normalised, lower is better
-    light: np.ndarray  # light running median (noise removed, shape kept)
     trend: np.ndarray  # running median, or a running mean over whole oscillation periods
     trend_width: int
     sigma: float  # point-to-point noise of y
-    sigma_light: float
     sigma_trend: float
     start_level: float  # median of the first bins
     end_level: float  # median of the last bins
@@ -93,8 +91,6 @@ def describe(y: np.ndarray, period: float | None) -> CurveShape:
     """Smooth ``y`` and measure its noise and levels; ``period`` (bins) sets the trend window."""
     m = len(y)
     sigma = noise_sigma(y)
-    light_width = odd(m / 50)
-    light = smooth_median(y, light_width)
     if period is not None:
         trend_width = odd(2 * period)
         trend = smooth_mean(smooth_median(y, 3), trend_width)
@@ -105,8 +101,7 @@ def describe(y: np.ndarray, period: float | None) -> CurveShape:
         sigma_trend = 1.2533 * sigma / np.sqrt(trend_width)  # efficiency of the median
     head = max(5, m // 20)
     return CurveShape(
-        y=y, light=light, trend=trend, trend_width=trend_width, sigma=sigma,
-        sigma_light=1.2533 * sigma / np.sqrt(light_width), sigma_trend=float(sigma_trend),
+        y=y, trend=trend, trend_width=trend_width, sigma=sigma, sigma_trend=float(sigma_trend),
         start_level=float(np.median(y[:head])), end_level=float(np.median(y[-head:])), head=head,
         period=period,
     )
@@ -117,14 +112,17 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
 
     A swing counts when the curve (median of 3, so lone spikes vanish) crosses
     from above ``base + band`` to below ``base - band`` or back, where ``base`` is
-    a wide running median. Four or more crossings (two whole periods) whose
-    trend over whole periods moves less than the swing itself are an oscillation.
+    a wide running median and ``band`` three local noise sigmas (at least 10% of
+    the level). Five or more crossings on one trend level (crossings inside an
+    earlier fall are dropped), spanning a quarter of the run, whose trend over
+    whole periods moves less than half a swing, are an oscillation.
     """
     m = len(y)
     if m < 12:
         return None
+    smooth = smooth_median(y, 3)
     base = smooth_median(y, odd(m / 3, 5))  # one whole period when three fit in the run
-    residual = smooth_median(y, 3) - base
+    residual = smooth - base
     # Losses are noisier where they are higher: judge each swing against the local noise.
     local_sigma = smooth_median(np.abs(np.diff(y, prepend=y[0])), odd(m / 10)) * (MAD_TO_SIGMA / np.sqrt(2.0))
     band = np.maximum(3.0 * local_sigma, MIN_RELATIVE_SWING * float(np.median(np.abs(base))))
@@ -139,7 +137,6 @@ def detect_oscillation(y: np.ndarray) -> Detection | None:
     period = 2.0 * float(np.mean(np.diff(crossings)))
     if period < 2:
         return None
-    smooth = smooth_median(y, 3)
     trend = smooth_mean(smooth, odd(2 * period))
     crossings = _trailing_regime(crossings, trend, smooth - trend)
     if len(crossings) < 5:
