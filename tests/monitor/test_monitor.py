@@ -27,7 +27,7 @@ def test_healthy_loop_is_silent(kit: SimpleNamespace) -> None:
     assert losses[-1] < losses[0]
     assert report.filter(min_severity="warning") == ()
     assert report.figure("monitor.loss").series[0].y[:3] == tuple(losses[:3])
-    assert report.table("monitor.layers").column("module") == ["0", "1", "2", "3"]
+    assert report.table("monitor.layers").column("module") == ["0", "3"]  # ReLU, Identity: not hooked
 
 
 def test_healthy_noisy_curve_without_model_is_silent() -> None:

@@ -33,6 +33,17 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+# Parameter-free built-ins whose output is finite whenever their input is.
+_FINITE_PRESERVING: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
+    nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softsign, nn.Tanhshrink, nn.Softmax, nn.LogSoftmax,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+)
+
+
 @dataclass(frozen=True)
 class LayerNorms:
     """Per-module L2 norms of outputs and gradients at one step (None where not measured)."""
@@ -59,7 +70,10 @@ class ModuleProbe:
 
     Args:
         model: the model to watch; hooks are added to every leaf module and to
-            every module that owns parameters directly.
+            every module that owns parameters directly, except parameter-free
+            built-ins that cannot turn finite inputs into NaN/Inf (activations,
+            pooling, reshaping, dropout): they only pass a NaN on, and every hook
+            moves a module's call off PyTorch's fast path.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -71,7 +85,7 @@ class ModuleProbe:
         self._order: list[int] = []
         for name, module in model.named_modules():
             own = list(module.parameters(recurse=False))
-            if next(module.children(), None) is not None and not own:
+            if not own and (next(module.children(), None) is not None or isinstance(module, _FINITE_PRESERVING)):
                 continue
             index = len(self.names)
             self.names.append(name or type(module).__name__)
