@@ -202,3 +202,14 @@ def test_gru_gate_order(tf_keras: Any, reorder: bool) -> None:
         first = result.first_divergence
         assert first is not None and first.explanations[0]["rule"] == "gru.gates"
         assert first.explanations[0]["evidence"]["gate_order_a"] == "zrh"
+
+
+@pytest.mark.parametrize(("activation", "slope"), [("layer", 0.3), ("function", 0.2)])
+def test_leaky_relu_defaults_are_read_from_the_layer_or_function(keras3: Any, activation: str, slope: float) -> None:
+    act = keras3.layers.LeakyReLU() if activation == "layer" else keras3.layers.Activation("leaky_relu")
+    model = keras3.Sequential([keras3.Input((4,)), act])
+    x = np.array([[-1.0, -2.0, 0.5, 3.0]], np.float32)
+    result = compare_models(model, nn.Sequential(nn.LeakyReLU()).eval(), x)
+    first = result.first_divergence
+    assert first is not None and first.explanations[0]["evidence"]["slope_a"] == pytest.approx(slope)
+    assert compare_models(model, nn.Sequential(nn.LeakyReLU(slope)).eval(), x)

@@ -28,13 +28,17 @@ def _activation_name(layer: Any) -> str | None:
     return None if name in (None, "linear") else str(name)
 
 
-def _gelu_approximate(layer: Any) -> str:
-    fn = getattr(layer, "activation", None)
+def _default(layer: Any, names: tuple[str, ...], fallback: Any) -> Any:
+    """A keyword default of the activation function an ``Activation`` layer wraps."""
     try:
-        default = inspect.signature(fn).parameters["approximate"].default  # type: ignore[arg-type]
-    except (TypeError, ValueError, KeyError):
-        default = False
-    return "tanh" if default else "none"
+        params = inspect.signature(getattr(layer, "activation", None)).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return fallback
+    return next((params[n].default for n in names if n in params), fallback)
+
+
+def _gelu_approximate(layer: Any) -> str:
+    return "tanh" if _default(layer, ("approximate",), False) else "none"
 
 
 def _config(layer: Any, kind: str) -> dict[str, Any]:
@@ -46,7 +50,10 @@ def _config(layer: Any, kind: str) -> dict[str, Any]:
     if kind == "layernorm":
         return {"eps": float(cfg["epsilon"])}
     if kind == "leaky_relu":
-        return {"negative_slope": float(cfg.get("negative_slope", cfg.get("alpha", 0.3)))}
+        if "negative_slope" in cfg or "alpha" in cfg:  # the LeakyReLU layer (default 0.3)
+            return {"negative_slope": float(cfg.get("negative_slope", cfg.get("alpha")))}
+        # Activation(tf.nn.leaky_relu) / Activation("leaky_relu"): the function's default, 0.2
+        return {"negative_slope": float(_default(layer, ("negative_slope", "alpha"), 0.2))}
     if kind == "gelu":
         return {"approximate": _gelu_approximate(layer)}
     if kind in ("conv", "depthwise_conv", "conv_transpose"):
