@@ -11,7 +11,10 @@ At DeepFace's three locally connected shapes (L4, L5, L6) and batch 4 and 32, ti
 * floor: the weight-streaming floor: read the weight (forward), read it again and write a fresh
   weight-sized gradient (backward).
 
-Run:  .venv/bin/python benchmarks/bench_locally_connected.py [--quick] [--threads N]
+Run:  .venv/bin/python benchmarks/bench_locally_connected.py [--quick] [--threads N] [--full-keras]
+
+Peak memory: for PyTorch methods, the peak bytes held by PyTorch's CPU allocator during one step above the
+level before it (profiler memory events); for TensorFlow, the growth of resident memory.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ BROADCAST_LIMIT = 3 * 2**30  # bytes of the B x Cout x K x L product we are will
 KERAS_DENSE_LIMIT = 2**30  # bytes of implementation 2's dense kernel
 NAIVE_ROWS = 6  # the naive loop is timed on this many output rows and scaled (its cost is linear in rows)
 KERAS_SPARSE_LIMIT = 200_000  # implementation 3 builds kernel_idxs in a Python loop per weight
+KERAS_TRACE_LIMIT = 1000  # output locations; implementation 1 traces one slice per location (L4: ~4 min)
 
 
 def rss_bytes() -> int:
@@ -176,7 +180,7 @@ def floor_step(numel: int) -> Callable[[], object]:
     return step
 
 
-def measure_case(case: Case, repeats: int, with_keras: bool) -> list[dict]:
+def measure_case(case: Case, repeats: int, with_keras: bool, full_keras: bool) -> list[dict]:
     torch.manual_seed(0)
     layer = LocallyConnected2d(case.c_in, case.c_out, case.size, case.kernel, stride=case.stride)
     conv = torch.nn.Conv2d(case.c_in, case.c_out, case.kernel, stride=case.stride)
@@ -195,24 +199,29 @@ def measure_case(case: Case, repeats: int, with_keras: bool) -> list[dict]:
     run("conv2d", torch_step(conv, x, list(conv.parameters())), repeats)
     naive_rows = min(case.out, NAIVE_ROWS)
     run("naive loop", torch_step(naive_forward(layer, naive_rows), x, params), 1, scale=case.out / naive_rows,
-        note="" if naive_rows == case.out else f"timed on {naive_rows} of {case.out} output rows, scaled")
+        note="" if naive_rows == case.out else f"timed on {naive_rows} of {case.out} output rows, scaled; "
+        "peak for those rows only")
     product = case.batch * case.c_out * case.c_in * case.kernel**2 * case.out**2 * 4
     if product <= BROADCAST_LIMIT:
         run("broadcast", torch_step(broadcast_forward(layer), x, params), 1)
     else:
         rows.append({"method": "broadcast", "note": f"skipped: {product / 2**30:.1f} GiB product"})
     if with_keras:
-        rows += keras_rows(case, layer, repeats)
+        rows += keras_rows(case, layer, repeats, full_keras)
     return rows
 
 
-def keras_rows(case: Case, layer: LocallyConnected2d, repeats: int) -> list[dict]:
+def keras_rows(case: Case, layer: LocallyConnected2d, repeats: int, full: bool) -> list[dict]:
     rows: list[dict] = []
     dense = case.size**2 * case.c_in * case.out**2 * case.c_out * 4
     for implementation in (1, 2, 3):
         name = f"tf_keras impl {implementation}"
         if implementation == 2 and dense > KERAS_DENSE_LIMIT:
             rows.append({"method": name, "note": f"skipped: dense kernel {dense / 2**30:.1f} GiB"})
+            continue
+        if implementation == 1 and case.out**2 > KERAS_TRACE_LIMIT and not full:
+            rows.append({"method": name, "note": f"skipped: tracing {case.out**2} slices takes minutes "
+                                                 "(run with --full-keras)"})
             continue
         if implementation == 3 and case.weight_numel > KERAS_SPARSE_LIMIT:
             rows.append({"method": name, "note": f"skipped: kernel_idxs built by a Python loop over "
@@ -224,7 +233,8 @@ def keras_rows(case: Case, layer: LocallyConnected2d, repeats: int) -> list[dict
         trace = time.perf_counter() - start
         seconds = best_time(step, repeats if implementation != 1 else 1)
         rows.append({"method": name, "ms": seconds * 1e3, "peak_mb": peak_extra_memory(step) / 2**20,
-                     "note": f"build {build:.1f} s, trace {trace:.1f} s"})
+                     "note": f"build {build:.1f} s, trace {trace:.1f} s; peak is RSS growth (TF's allocator "
+                             "keeps its pool, so 0 means no growth)"})
     return rows
 
 
@@ -254,6 +264,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="L6 only, no Keras")
     parser.add_argument("--no-keras", action="store_true")
+    parser.add_argument("--full-keras", action="store_true", help="also trace Keras implementation 1 at L4")
     parser.add_argument("--batches", type=int, nargs="+", default=[4, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
@@ -271,7 +282,7 @@ def main() -> None:
     for batch in args.batches:
         for name, (c_in, c_out, size, kernel, stride) in shapes.items():
             case = Case(name, batch, c_in, c_out, size, kernel, stride)
-            print_table(case, measure_case(case, args.repeats, not (args.quick or args.no_keras)))
+            print_table(case, measure_case(case, args.repeats, not (args.quick or args.no_keras), args.full_keras))
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

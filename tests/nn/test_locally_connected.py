@@ -261,3 +261,16 @@ def test_shared_weights_reduce_to_conv2d(stride, padding, dilation, mode):
         layer.bias.copy_(conv.bias[:, None, None].expand_as(layer.bias))
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
     torch.testing.assert_close(layer(x), conv(x), rtol=0, atol=1e-12)
+
+
+def test_demo_scenario_reports_the_match_and_both_heads(tmp_path, digits):
+    from dldebug.demo.context import DemoContext
+    from dldebug.demo.locally_connected import scenario
+
+    report = scenario(DemoContext(out_dir=tmp_path, quick=True, data=digits))
+    (finding,) = report.findings
+    assert finding.check == "locally_connected.matches_definition" and finding.lesson == 5
+    assert finding.severity.value == "info" and finding.evidence["max_abs_difference"] <= 1e-10
+    heads = report.tables[0].records()
+    assert [h["its parameters"] for h in heads] == [8 * 9 + 8, 36 * (8 * 9 + 8)]
+    assert all(h["test accuracy"] > 0.5 for h in heads)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dldebug.errors import InputError
+from dldebug.errors import ConfigError, InputError
 from dldebug.nn import DeepFace, LocallyConnected2d
 
 
-def test_deepface_follows_the_lesson_table_and_trains():
+def test_deepface_follows_the_lesson_table_trains_and_checks_its_input():
     torch.manual_seed(0)
     model = DeepFace(num_classes=4030)
     shapes = {}
@@ -27,8 +27,10 @@ def test_deepface_follows_the_lesson_table_and_trains():
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
     assert locals_[2].weight.grad.abs().sum() > 0
-
-
-def test_deepface_rejects_unaligned_faces():
     with pytest.raises(InputError, match=r"DeepFace expects faces of shape \(N, 3, 152, 152\); got \(1, 3, 160, 160\)"):
-        DeepFace(num_classes=2)(torch.zeros(1, 3, 160, 160))
+        model(torch.zeros(1, 3, 160, 160))
+
+
+def test_deepface_rejects_a_bad_class_count():
+    with pytest.raises(ConfigError, match="num_classes must be a positive int; got 0"):
+        DeepFace(num_classes=0)

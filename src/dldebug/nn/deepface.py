@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dldebug.errors import InputError
+from dldebug.errors import ConfigError, InputError
 from dldebug.nn.locally_connected import LocallyConnected2d
 
 __all__ = ["DeepFace"]
@@ -49,7 +49,7 @@ class DeepFace(nn.Module):
     def __init__(self, num_classes: int = 4030, dropout: float = 0.5) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise InputError(f"num_classes must be a positive int; got {num_classes!r}.")
+            raise ConfigError(f"num_classes must be a positive int; got {num_classes!r}.")
         self.c1 = nn.Sequential(nn.Conv2d(3, 32, 11), nn.ReLU())
         # ceil_mode gives the paper's 71x71 map from 142x142.
         self.m2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
