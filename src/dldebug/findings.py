@@ -8,21 +8,22 @@ Report round-trips through JSON losslessly and renderers never compute.
 
 from __future__ import annotations
 
-import enum
 import json
-import math
-import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from dldebug.errors import FileFormatError, InputError
+from dldebug.evidence import Figure, Numbers, Series, Span, Table, decode_nonfinite, encode_nonfinite, plain
+from dldebug.severity import Severity
 
 __all__ = [
     "CheckResult",
+    "CheckStatus",
     "Figure",
     "Finding",
+    "Numbers",
     "Report",
     "Series",
     "Severity",
@@ -32,82 +33,6 @@ __all__ = [
 ]
 
 _SCHEMA = "dldebug.report/1"
-
-# Numbers for a plot: a list, tuple, numpy array or tensor; stored as a tuple of plain floats.
-Numbers = Sequence[float] | Any
-
-
-class Severity(str, enum.Enum):
-    """How bad a finding is; ordered ``INFO < WARNING < ERROR``."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self]
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank < other.rank
-
-    def __le__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank <= other.rank
-
-    def __gt__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank > other.rank
-
-    def __ge__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank >= other.rank
-
-    @classmethod
-    def parse(cls, value: str | Severity) -> Severity:
-        """Accept ``"error"``, ``"WARNING"`` or a Severity; raise a clear error otherwise."""
-        if isinstance(value, Severity):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            allowed = ", ".join(s.value for s in cls)
-            raise InputError(f"Unknown severity {value!r}; expected one of: {allowed}.") from None
-
-
-_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
-
-
-def plain(value: Any) -> Any:
-    """Convert numpy/torch scalars, arrays and tuples into JSON-ready Python values.
-
-    Non-finite floats stay floats (``nan``/``inf``); the JSON writer encodes them
-    as strings so the output is strict JSON.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays/scalars, torch tensors
-        return plain(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, Iterable):
-        return [plain(v) for v in value]
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -162,152 +87,6 @@ class Finding:
             evidence=dict(data.get("evidence") or {}),
             fix=data.get("fix"),
             lesson=data.get("lesson"),
-        )
-
-
-@dataclass(frozen=True)
-class Table:
-    """A named table: column names and rows of plain values."""
-
-    name: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-    caption: str = ""
-
-    def __post_init__(self) -> None:
-        cols = tuple(str(c) for c in self.columns)
-        rows = tuple(tuple(plain(list(r))) for r in self.rows)
-        for i, row in enumerate(rows):
-            if len(row) != len(cols):
-                raise InputError(
-                    f"Table {self.name!r}: row {i} has {len(row)} values but there are {len(cols)} columns {cols}."
-                )
-        object.__setattr__(self, "columns", cols)
-        object.__setattr__(self, "rows", rows)
-
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Mapping[str, Any]], caption: str = "") -> Table:
-        """Build a table from a list of dicts sharing the same keys (first record's order)."""
-        if not records:
-            return cls(name, (), (), caption)
-        columns = tuple(records[0].keys())
-        return cls(name, columns, tuple(tuple(r.get(c) for c in columns) for r in records), caption)
-
-    def records(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-    def column(self, name: str) -> list[Any]:
-        try:
-            j = self.columns.index(name)
-        except ValueError:
-            raise InputError(f"Table {self.name!r} has no column {name!r}; columns: {list(self.columns)}.") from None
-        return [row[j] for row in self.rows]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "columns": list(self.columns), "rows": [list(r) for r in self.rows],
-                "caption": self.caption}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Table:
-        return cls(data["name"], tuple(data["columns"]), tuple(tuple(r) for r in data["rows"]),
-                   data.get("caption", ""))
-
-
-@dataclass(frozen=True)
-class Series:
-    """One data series of a figure."""
-
-    label: str
-    x: Numbers
-    y: Numbers
-    style: Literal["line", "scatter", "bar", "step"] = "line"
-
-    def __post_init__(self) -> None:
-        x, y = tuple(plain(list(self.x))), tuple(plain(list(self.y)))
-        if len(x) != len(y):
-            raise InputError(f"Series {self.label!r}: x has {len(x)} points but y has {len(y)}.")
-        object.__setattr__(self, "x", x)
-        object.__setattr__(self, "y", y)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "x": list(self.x), "y": list(self.y), "style": self.style}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Series:
-        return cls(data["label"], tuple(data["x"]), tuple(data["y"]), data.get("style", "line"))
-
-
-@dataclass(frozen=True)
-class Span:
-    """A shaded x-range of a figure (e.g. a detected plateau), coloured by severity."""
-
-    start: float
-    end: float
-    label: str
-    severity: Severity = Severity.INFO
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "start", plain(self.start))
-        object.__setattr__(self, "end", plain(self.end))
-        object.__setattr__(self, "severity", Severity.parse(self.severity))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "label": self.label, "severity": self.severity.value}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Span:
-        return cls(data["start"], data["end"], data["label"], Severity.parse(data.get("severity", "info")))
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A plot described as data; the HTML renderer draws it.
-
-    ``matrix`` (rows of numbers) turns the figure into a heat map, e.g. a
-    confusion matrix; otherwise ``series`` are drawn on shared axes.
-    """
-
-    name: str
-    title: str = ""
-    series: Sequence[Series] = ()
-    spans: Sequence[Span] = ()
-    markers: Sequence[tuple[float, str]] = ()  # vertical lines: (x, label)
-    xlabel: str = ""
-    ylabel: str = ""
-    logx: bool = False
-    logy: bool = False
-    matrix: Sequence[Numbers] | None = None
-    caption: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "series", tuple(self.series))
-        object.__setattr__(self, "spans", tuple(self.spans))
-        object.__setattr__(self, "markers", tuple((plain(x), str(lbl)) for x, lbl in self.markers))
-        if self.matrix is not None:
-            object.__setattr__(self, "matrix", tuple(tuple(plain(list(r))) for r in self.matrix))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "title": self.title,
-            "series": [s.to_dict() for s in self.series], "spans": [s.to_dict() for s in self.spans],
-            "markers": [list(m) for m in self.markers], "xlabel": self.xlabel, "ylabel": self.ylabel,
-            "logx": self.logx, "logy": self.logy,
-            "matrix": None if self.matrix is None else [list(r) for r in self.matrix],
-            "caption": self.caption,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Figure:
-        matrix = data.get("matrix")
-        return cls(
-            name=data["name"], title=data.get("title", ""),
-            series=tuple(Series.from_dict(s) for s in data.get("series", [])),
-            spans=tuple(Span.from_dict(s) for s in data.get("spans", [])),
-            markers=tuple((m[0], m[1]) for m in data.get("markers", [])),
-            xlabel=data.get("xlabel", ""), ylabel=data.get("ylabel", ""),
-            logx=bool(data.get("logx", False)), logy=bool(data.get("logy", False)),
-            matrix=None if matrix is None else tuple(tuple(r) for r in matrix),
-            caption=data.get("caption", ""),
         )
 
 
@@ -499,7 +278,7 @@ class Report:
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """Strict JSON; NaN/Inf floats are written as the strings "NaN"/"Infinity"/"-Infinity"."""
-        return json.dumps(_encode_nonfinite(self.to_dict()), indent=indent, allow_nan=False)
+        return json.dumps(encode_nonfinite(self.to_dict()), indent=indent, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> Report:
@@ -510,7 +289,7 @@ class Report:
                                   f"column {exc.colno}.") from None
         if not isinstance(data, dict):
             raise FileFormatError(f"not a dldebug JSON report: expected an object, got {type(data).__name__}.")
-        return cls.from_dict(_decode_nonfinite(data))
+        return cls.from_dict(decode_nonfinite(data))
 
     def to_html(self, path: str | Path) -> Path:
         """Write one self-contained HTML file (plots inline) atomically; returns the path."""
@@ -527,7 +306,7 @@ class Report:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Report):
             return NotImplemented
-        return _encode_nonfinite(self.to_dict()) == _encode_nonfinite(other.to_dict())
+        return encode_nonfinite(self.to_dict()) == encode_nonfinite(other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -538,30 +317,6 @@ class Report:
                 f"tables={len(self._all('tables'))}, figures={len(self._all('figures'))})")
 
 
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _encode_nonfinite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _encode_nonfinite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode_nonfinite(v) for v in value]
-    return value
-
-
-def _decode_nonfinite(value: Any) -> Any:
-    # Only the evidence/table/series payloads can carry non-finite numbers; a genuine string
-    # "NaN" in a message is indistinguishable, which we accept (messages are not decoded: see keys).
-    if isinstance(value, str) and value in _NONFINITE:
-        return _NONFINITE[value]
-    if isinstance(value, dict):
-        return {k: (v if k in _TEXT_KEYS else _decode_nonfinite(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode_nonfinite(v) for v in value]
-    return value
-
-
-_TEXT_KEYS = frozenset({"check", "severity", "message", "fix", "title", "name", "caption", "label", "xlabel",
-                        "ylabel", "schema", "status", "reason"})
+# kept for modules written against the old private names
+_encode_nonfinite = encode_nonfinite
+_decode_nonfinite = decode_nonfinite
