@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dldebug import FileFormatError, InputError, MissingDependencyError
+from dldebug import DldebugError, FileFormatError, InputError, MissingDependencyError
 from dldebug.curves import detect_format, diagnose_log, read_log
 
 
@@ -265,3 +267,35 @@ def test_csv_dialects(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     curve = read_log(path).curve()
     assert (curve.name, curve.steps.tolist(), curve.values.tolist()) == ("loss", [0, 1], [2.3, 2.2])
+
+
+_VALID_LOGS = {
+    "log.csv": b"step,loss\n0,1.0\n1,0.5\n2,0.25\n",
+    "log.jsonl": b'{"step": 0, "loss": 1}\n{"step": 1, "loss": 0.5}\n',
+    "trainer_state.json": b'{"log_history": [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}], "x": 1}',
+    "records.json": b'[{"step": 0, "loss": 1}, {"step": 1, "loss": 0.5}]',
+}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(name=st.sampled_from(sorted(_VALID_LOGS)), cut=st.floats(0, 1), position=st.floats(0, 1),
+       junk=st.binary(max_size=6), partial=st.booleans())
+def test_damaged_bytes_give_only_dldebug_errors(tmp_path_factory: pytest.TempPathFactory, name: str, cut: float,
+                                                position: float, junk: bytes, partial: bool) -> None:
+    data = _VALID_LOGS[name]
+    data = data[: int(cut * len(data))] if cut < 0.5 else data
+    at = int(position * len(data))
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(data[:at] + junk + data[at:])
+    try:
+        report = diagnose_log(path, partial=partial)
+    except DldebugError:
+        return
+    assert report.meta["format"] in ("csv", "jsonl", "hf_trainer_state")
+
+
+def test_stray_carriage_return_is_damage(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"step,loss\n0,1.0\n1,0.\r5\n")
+    with pytest.raises(FileFormatError, match=r"log.csv, line 3: not a CSV row"):
+        read_log(path)

@@ -67,13 +67,13 @@ def read_csv(path: Path, builder: CurveBuilder) -> None:
         raise LogDamage(1, "empty file: expected a CSV header line")
     header_text = first[1]
     delimiter = "\t" if "\t" in header_text and "," not in header_text else ","
-    header = [h.strip() for h in next(csv.reader([header_text], delimiter=delimiter))]
+    header = [h.strip() for h in _csv_cells(header_text, delimiter, 1)]
     step_key = _step_key(header)
     kinds: dict[str, bool] = {}  # column -> numeric?
     for row_index, (number, text) in enumerate(lines):
         if not text.strip():
             continue
-        cells = next(csv.reader([text], delimiter=delimiter))
+        cells = _csv_cells(text, delimiter, number)
         if len(cells) != len(header):
             raise LogDamage(number, f"row has {len(cells)} fields but the header has {len(header)} "
                                     "(truncated or corrupt row)")
@@ -90,6 +90,13 @@ def read_csv(path: Path, builder: CurveBuilder) -> None:
             if value is None:
                 raise LogDamage(number, f"value {cell!r} in column {column!r} is not a number")
             builder.add(column, step, value)
+
+
+def _csv_cells(text: str, delimiter: str, number: int) -> list[str]:
+    try:
+        return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])
+    except csv.Error as exc:  # e.g. a stray carriage return inside a row
+        raise LogDamage(number, f"not a CSV row ({exc})") from None
 
 
 def _csv_float(cell: str) -> float | None:
