@@ -157,3 +157,13 @@ class TupleOut(nn.Module):
 def test_model_must_return_one_tensor(images: torch.Tensor) -> None:
     with pytest.raises(InputError, match="probe_equivariance needs a model that returns one tensor; got tuple."):
         probe_equivariance(TupleOut(), images)
+
+
+@pytest.mark.parametrize("size", [15, 16])
+def test_every_circular_shift_on_odd_and_even_maps(nets: Any, size: int) -> None:
+    x = torch.randn(2, 1, size, size, generator=torch.Generator().manual_seed(size))
+    report = probe_equivariance(nets.circular_dense_net(), x, transforms=("translate",), shifts=tuple(range(1, size)))
+    assert report.meta["forward_passes"] == size
+    assert not report.findings
+    rows = report.table("equivariance.layers").records()
+    assert max(v for row in rows for k, v in row.items() if k.startswith("translate")) < 1e-6

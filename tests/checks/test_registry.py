@@ -153,3 +153,20 @@ def test_cli_audit_of_an_exported_program(tmp_path: Any, nets: Any, capsys: pyte
     report = Report.from_json(capsys.readouterr().out)
     finding = report.get("equivariance.broken")  # an exported graph has no modules to hook: the output row
     assert finding.evidence["layer"] == "(output)" and "the output is down-sampled" in finding.message
+
+
+def test_cli_audit_with_weights_and_an_input_file(factory_module: None, tmp_path: Any,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from dldebug.io import load_factory
+
+    model = load_factory("h4models:pooled")
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2, 1, 16, 16)).astype(np.float32))
+    assert main(["audit", "h4models:pooled", "--weights", "w.safetensors", "--input", "x.npy", "--json"]) == 0
+    assert Report.from_json(capsys.readouterr().out).meta["task"] == "dense"
+    save_file({"0.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    assert main(["audit", "h4models:pooled", "--weights", "bad.safetensors"]) == 2
+    assert "do not fit the model" in capsys.readouterr().err
