@@ -83,8 +83,8 @@ spec = json.loads(sys.argv[1])
 for run, scalars in spec.items():
     writer = SummaryWriter(run)
     for tag, points in scalars.items():
-        for step, value in points:
-            writer.add_scalar(tag, value, step)
+        for step, value in points:  # "new:" tags are written as TF2-style scalar tensors
+            writer.add_scalar(tag.removeprefix("new:"), value, step, new_style=tag.startswith("new:"))
     writer.close()
 """
 
@@ -112,7 +112,7 @@ def tensorboard_logs(tmp_path_factory: pytest.TempPathFactory, plateau_curve) ->
     root = tmp_path_factory.mktemp("tb")
     loss = [(int(s), float(v)) for s, v in zip(steps, values, strict=True)]
     acc = [(int(s), float(1 - v / 2.5)) for s, v in zip(steps, values, strict=True)]
-    spec = {str(root / "single"): {"train/loss": loss, "accuracy": acc},
+    spec = {str(root / "single"): {"train/loss": loss, "accuracy": acc}, str(root / "tensors"): {"new:loss": loss},
             str(root / "multi" / "a"): {"loss": loss}, str(root / "multi" / "b"): {"loss": loss[:50]}}
     write_event_files(spec)
-    return SimpleNamespace(single=root / "single", multi=root / "multi")
+    return SimpleNamespace(single=root / "single", multi=root / "multi", tensors=root / "tensors")

@@ -118,6 +118,13 @@ def test_tensorboard_event_directory(tensorboard_logs, plateau_curve) -> None:
     assert accuracy.get("loss.plateau").evidence["mode"] == "max"
 
 
+def test_tensorboard_tensor_scalars(tensorboard_logs, plateau_curve) -> None:
+    steps, values, _ = plateau_curve
+    curve = read_log(tensorboard_logs.tensors).curve()
+    np.testing.assert_array_equal(curve.steps, steps)
+    np.testing.assert_allclose(curve.values, values.astype(np.float32))
+
+
 def test_tensorboard_runs_are_prefixed(tensorboard_logs) -> None:
     log = read_log(tensorboard_logs.multi)
     assert log.metrics == ["a/loss", "b/loss"]
