@@ -83,3 +83,12 @@ def test_damaged_log_and_partial(tmp_path: Path, families, capsys: pytest.Captur
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["curve", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv: no such file or directory." in " ".join(capsys.readouterr().err.split())
+
+
+def test_format_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "log.txt"
+    path.write_text("".join(json.dumps({"step": i, "loss": 2.3}) + "\n" for i in range(30)))
+    assert main(["curve", str(path), "--format", "jsonl", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["meta"]["format"] == "jsonl"
+    assert main(["curve", str(path), "--format", "csv"]) == 2
+    assert "no numeric metric could be read" in " ".join(capsys.readouterr().err.split())

@@ -10,6 +10,17 @@ import typer
 from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, emit
 
 
+class LogFormatOption(str, Enum):
+    """``--format`` values: detect the log format, or name it."""
+
+    auto = "auto"
+    csv = "csv"
+    jsonl = "jsonl"
+    tensorboard = "tensorboard"
+    lightning = "lightning"
+    hf_trainer_state = "hf_trainer_state"
+
+
 class CurveMode(str, Enum):
     """``--mode`` values: guess from the metric name, or say whether lower or higher is better."""
 
@@ -25,6 +36,8 @@ def command(
     mode: CurveMode = typer.Option(CurveMode.auto, "--mode", case_sensitive=False,
                                    help="min: lower is better (loss); max: higher is better (accuracy); "
                                         "auto: guess from the name."),
+    log_format: LogFormatOption = typer.Option(LogFormatOption.auto, "--format", case_sensitive=False,
+                                               help="The log format (default: detected from name and content)."),
     partial: bool = typer.Option(False, "--partial", help="Analyse what was readable before a damaged line "
                                                           "instead of stopping with an error."),
     as_json: bool = JSON_OPTION,
@@ -34,5 +47,6 @@ def command(
     """Read a training log and report loss plateaus, divergence, stuck runs, oscillation and collapse."""
     from dldebug.curves import diagnose_log
 
-    report = diagnose_log(path, metric, mode=mode.value, partial=partial)
+    report = diagnose_log(path, metric, mode=mode.value, partial=partial,
+                          format=log_format.value)  # type: ignore[arg-type]
     emit(report, as_json=as_json, html=html, fail_on=fail_on)
