@@ -100,3 +100,20 @@ def test_bad_sample_count() -> None:
     with pytest.raises(InputError, match=r"n_train_samples must be a positive integer \(the training set "
                                          r"size\); got 0\."):
         parameter_audit(DigitsCNN(), n_train_samples=0)
+
+
+def vgg16_head() -> nn.Sequential:
+    with torch.device("meta"):  # VGG16's classifier after a 7x7 adaptive pool: fc6 holds 102.8M parameters
+        return nn.Sequential(nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((7, 7)),
+                             nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Linear(4096, 4096),
+                             nn.ReLU(), nn.Linear(4096, 1000))
+
+
+@pytest.mark.parametrize(("n_train", "severity"), [(None, "warning"), (1_281_167, None), (1_000, "error")])
+def test_severity_follows_the_data_size(n_train: int | None, severity: str | None) -> None:
+    report = parameter_audit(vgg16_head(), n_train_samples=n_train,
+                             example_input=torch.empty(1, 512, 14, 14, device="meta"))
+    finding = report.get("capacity.dominant_layer")
+    assert (finding.severity.value if finding else None) == severity
+    if finding is not None:
+        assert (finding.evidence["layer"], finding.evidence["input_map"]) == ("4", "512x7x7")

@@ -24,10 +24,12 @@ from dldebug.findings import Finding, Report, Severity, Table
 __all__ = ["parameter_audit"]
 
 DOMINANT_SHARE = 0.5  # a layer holding at least this share of all parameters dominates
-BIG_LAYER = 1_000_000  # ... and is worth a finding from this size on (or PER_SAMPLE_LAYER per sample)
-PER_SAMPLE_LAYER = 100
-HUGE_LAYER = 100_000_000  # error from this size (or HUGE_PER_SAMPLE per sample) on
-HUGE_PER_SAMPLE = 10_000
+# A dominant Linear fed by a flattened map is judged against the data when its size is known ...
+PER_SAMPLE_LAYER = 100  # warn from this many of its parameters per training sample
+HUGE_PER_SAMPLE = 10_000  # error from this many
+# ... and by its size alone when it is not
+BIG_LAYER = 1_000_000  # warn from this size
+HUGE_LAYER = 1_000_000_000  # error from this size (the lesson's C3D head: 11.5 billion)
 MIN_FIX_GAIN = 4  # flag a flattened-map layer only when the 1x1-conv fix shrinks it at least this much
 OTHER_LAYER_PER_SAMPLE = 1_000  # a dominant layer not fed by a flattened map: warn from this many per sample
 PARAMS_PER_SAMPLE = 1_000  # the whole model: warn from this many parameters per training sample
@@ -108,7 +110,7 @@ def _dominant_finding(name: str, module: nn.Module, count: int, total: int, feed
     if share < DOMINANT_SHARE:
         return None
     if feed is not None and isinstance(module, nn.Linear):
-        if count < BIG_LAYER and per_sample < PER_SAMPLE_LAYER:
+        if (per_sample < PER_SAMPLE_LAYER) if n_train else (count < BIG_LAYER):
             return None
         if count < MIN_FIX_GAIN * _fix_sizes(module, feed)[0]:
             return None  # already thin (e.g. after a 1x1 bottleneck): the fix would not shrink it
@@ -128,7 +130,7 @@ def _flattened_map_finding(name: str, module: nn.Linear, count: int, total: int,
                            per_sample: float) -> Finding:
     out = module.out_features
     bottleneck, pooled = _fix_sizes(module, feed)
-    severe = count >= HUGE_LAYER or per_sample >= HUGE_PER_SAMPLE
+    severe = per_sample >= HUGE_PER_SAMPLE if per_sample else count >= HUGE_LAYER
     return Finding(
         "capacity.dominant_layer", Severity.ERROR if severe else Severity.WARNING,
         f"Layer {name!r} (Linear {module.in_features:,} -> {out:,}) holds {count / total:.0%} of all parameters "
@@ -147,6 +149,14 @@ def _fix_sizes(module: nn.Linear, feed: _FlatFeed) -> tuple[int, int]:
     return (feed.channels + 1) + feed.spatial * out + bias, feed.channels * out + bias
 
 
+def _is_global_pool(module: nn.Module) -> bool:
+    size = getattr(module, "output_size", None)
+    if size is None:
+        return False
+    sizes = size if isinstance(size, tuple) else (size,)
+    return all(d == 1 for d in sizes)
+
+
 def _guessed_feeds(model: nn.Module) -> dict[str, _FlatFeed]:
     """Without an input: a Linear right after convolutions whose width is a multiple of their channels."""
     feeds: dict[str, _FlatFeed] = {}
@@ -154,6 +164,8 @@ def _guessed_feeds(model: nn.Module) -> dict[str, _FlatFeed]:
     for name, module in leaf_modules(model):
         if isinstance(module, CONVOLUTIONS):
             channels = module.out_channels
+        elif _is_global_pool(module):
+            channels = None  # the Linear after it sees one value per channel, not a flattened map
         elif isinstance(module, nn.Linear):
             if channels and module.in_features % channels == 0 and module.in_features > channels:
                 spatial = module.in_features // channels
