@@ -12,6 +12,7 @@ so the monitor adds no per-step host synchronisation.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ __all__ = ["TrainingMonitor"]
 _STATE_VERSION = 1
 _MAX_BATCH_FINDINGS = 16
 _BATCH_CONFIRM_STEPS = 3  # a size must persist this long: an epoch's short last batch is not a change
+_JUDGE_BUDGET = 200  # re-judge the curve only after 200x the last judgement's time: <= 0.5% of the run
 
 
 class TrainingMonitor:
@@ -38,8 +40,8 @@ class TrainingMonitor:
         model: the model to probe for the first non-finite module (optional).
         every: the sampling period in steps: logits and per-layer norms are measured,
             and device-side values read, every ``every`` steps; the loss curve is
-            re-judged every ``50 * every`` steps, or every quarter of the run so far when
-            that is longer (so a long run costs a logarithmic number of judgements).
+            re-judged every ``50 * every`` steps at most, and no sooner than 200 times
+            the last judgement's duration (so judging costs at most ~0.5% of the run).
         strict: raise :class:`~dldebug.errors.TrainingCheckError` from ``observe`` when
             an error-severity finding appears (and let internal failures through).
         base_batch_size: the batch size the learning rate was tuned for (lesson 11).
@@ -87,6 +89,7 @@ class TrainingMonitor:
         self.errors: dict[str, Any] = {"count": 0, "first": "", "where": ""}
         self.curve_findings: tuple[Finding, ...] = ()
         self._judged_at = 0
+        self._judge_clock, self._judge_cost = 0.0, 0.0
         self._raised: set[str] = set()
         self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 
@@ -138,7 +141,8 @@ class TrainingMonitor:
             if sampled:
                 self._snapshot_layers(step)
             self.probe.clear()
-        if step - self._judged_at >= max(50 * self.every, self.steps_observed // 4):
+        if step - self._judged_at >= 50 * self.every and (
+                time.perf_counter() - self._judge_clock >= _JUDGE_BUDGET * self._judge_cost):
             self._judge_curve(step)
 
     def _defers(self, loss: torch.Tensor) -> bool:
@@ -208,11 +212,14 @@ class TrainingMonitor:
 
     def _judge_curve(self, step: int) -> None:
         self._judged_at = step
+        start = time.perf_counter()
         try:
             from dldebug.curves import diagnose_curve
 
             report = diagnose_curve(self.losses.column("loss"), self.losses.steps, name="loss", mode="min")
             self.curve_findings = report.findings
+            self._judge_clock = time.perf_counter()
+            self._judge_cost = self._judge_clock - start
         except Exception as exc:
             if self.strict:
                 raise
