@@ -117,3 +117,11 @@ def test_severity_follows_the_data_size(n_train: int | None, severity: str | Non
     assert (finding.severity.value if finding else None) == severity
     if finding is not None:
         assert (finding.evidence["layer"], finding.evidence["input_map"]) == ("4", "512x7x7")
+
+
+def test_sequence_models_get_a_conv1d_fix() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv1d(128, 128, 5, padding=2), nn.Flatten(), nn.Linear(128 * 4000, 256))
+    for kwargs in ({}, {"example_input": torch.empty(1, 128, 4000, device="meta")}):
+        finding = parameter_audit(model, **kwargs).get("capacity.dominant_layer")
+        assert finding is not None and "nn.Conv1d(128, 1, 1)" in (finding.fix or "")

@@ -42,6 +42,7 @@ class _FlatFeed:
     channels: int
     spatial: int
     shape: str  # "512x128x171", or "512 x (21888 positions)" when no example input told the layout
+    spatial_dims: int = 2  # 1 for sequences, 3 for videos: which ConvNd the fix uses
 
 
 def parameter_audit(
@@ -138,8 +139,9 @@ def _flattened_map_finding(name: str, module: nn.Linear, count: int, total: int,
         {"layer": name, "type": "Linear", "params": count, "share": count / total, "total_params": total,
          "input_map": feed.shape, "fix_params_bottleneck": bottleneck, "fix_params_global_pool": pooled,
          "total_params_after_fix": total - count + bottleneck, "params_per_sample": per_sample or None},
-        fix=f"Put a 1x1 convolution down to one channel before it (nn.Conv2d({feed.channels}, 1, 1); with this "
-            f"layer {bottleneck:,} parameters), or global average pooling (this layer then {pooled:,}).",
+        fix=f"Put a 1x1 convolution down to one channel before it (nn.Conv{feed.spatial_dims}d({feed.channels}, "
+            f"1, 1); with this layer {bottleneck:,} parameters), or global average pooling (this layer then "
+            f"{pooled:,}).",
         lesson=3)
 
 
@@ -161,15 +163,16 @@ def _guessed_feeds(model: nn.Module) -> dict[str, _FlatFeed]:
     """Without an input: a Linear right after convolutions whose width is a multiple of their channels."""
     feeds: dict[str, _FlatFeed] = {}
     channels: int | None = None
+    dims = 2
     for name, module in leaf_modules(model):
         if isinstance(module, CONVOLUTIONS):
-            channels = module.out_channels
+            channels, dims = module.out_channels, len(module.kernel_size)
         elif _is_global_pool(module):
             channels = None  # the Linear after it sees one value per channel, not a flattened map
         elif isinstance(module, nn.Linear):
             if channels and module.in_features % channels == 0 and module.in_features > channels:
                 spatial = module.in_features // channels
-                feeds[name] = _FlatFeed(channels, spatial, f"{channels} x ({spatial:,} positions)")
+                feeds[name] = _FlatFeed(channels, spatial, f"{channels} x ({spatial:,} positions)", dims)
             channels = None
     return feeds
 
@@ -189,7 +192,7 @@ def _traced_feeds(model: nn.Module, example_input: torch.Tensor) -> dict[str, _F
         if isinstance(module, nn.Linear) and inputs and isinstance(inputs[0], torch.Tensor):
             shape = last_map[-1] if last_map else None
             if shape and inputs[0].dim() == 2 and math.prod(shape) == inputs[0].shape[1]:
-                feeds[name] = _FlatFeed(shape[0], math.prod(shape[1:]), "x".join(map(str, shape)))
+                feeds[name] = _FlatFeed(shape[0], math.prod(shape[1:]), "x".join(map(str, shape)), len(shape) - 1)
             last_map.clear()
         elif isinstance(output, torch.Tensor) and output.dim() >= 3 and math.prod(output.shape[2:]) > 1:
             last_map[:] = [tuple(output.shape[1:])]
