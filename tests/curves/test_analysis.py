@@ -289,8 +289,10 @@ def test_real_digits_training_loss_is_silent(trained_digits) -> None:
 def test_real_digits_with_learning_rate_zero_is_stuck(digits) -> None:
     import torch
 
-    from dldebug.demo.digits import DigitsCNN, train_digits
+    from dldebug.demo.digits import DigitsCNN, DigitsData, train_digits
 
     torch.manual_seed(0)
-    history = train_digits(DigitsCNN(width=4), digits, epochs=2, lr=0.0)
+    subset = DigitsData(digits.x_train[:320], digits.y_train[:320], digits.x_test, digits.y_test)
+    history = train_digits(DigitsCNN(width=4), subset, epochs=4, lr=0.0, batch_size=32)
+    assert len(history.losses) == 40
     assert checks(diagnose_curve(history.losses, history.steps)) == ["loss.stuck"]
