@@ -167,3 +167,23 @@ def test_every_circular_shift_on_odd_and_even_maps(nets: Any, size: int) -> None
     assert not report.findings
     rows = report.table("equivariance.layers").records()
     assert max(v for row in rows for k, v in row.items() if k.startswith("translate")) < 1e-6
+
+
+class FunctionalPool(nn.Module):
+    """Down-samples with F.max_pool2d inside forward(): no module to hook there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular")
+        self.act = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 2, 3, padding=1, padding_mode="circular")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(nn.functional.max_pool2d(self.act(self.conv1(x)), 2))
+
+
+def test_functional_down_sampling_is_attributed_before_the_next_layer(images: torch.Tensor) -> None:
+    finding = probe_equivariance(FunctionalPool(), images, transforms=("translate",)).get("equivariance.broken")
+    assert finding is not None and finding.evidence["layer"] == "conv2"
+    assert "down-sampling outside any module before this layer" in finding.message
+    assert "padding" not in finding.message

@@ -26,6 +26,11 @@ Transform = Literal["translate", "hflip", "rot90"]
 Task = Literal["dense", "classification"]
 _TRANSFORMS = ("translate", "hflip", "rot90")
 _OUTPUT = "(output)"
+# Layers that act per position (or with statistics over all positions): they commute with shifts,
+# flips and rotations, so a break first seen at one of them happened before it.
+_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
+              nn.Tanh, nn.Softmax, nn.LogSoftmax, nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm1d,
+              nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.GroupNorm)
 
 
 @dataclass(frozen=True)
@@ -286,12 +291,13 @@ def _cause(module: nn.Module | None, cell: _Cell, probe: _Probe) -> tuple[str, s
     if isinstance(module, CONVOLUTIONS) and getattr(module, "padding_mode", "zeros") != "circular":
         return ("padding at the border (zero padding; the map's edges are not shifted content)",
                 "ignore a border band in the loss, or use padding_mode='circular' where the signal wraps")
-    if module is None and cell.cannot:
-        return ("the output is down-sampled: the shift lands between its pixels",
-                "keep the output at the input's resolution (up-sample before the output)")
-    if module is None:
-        return ("an operation outside any module (a functional call in forward(), or an exported graph)",
-                "look at forward(): functional pooling, striding or flattening shows up only at the output")
+    if cell.cannot or module is None or isinstance(module, _POINTWISE):
+        # the module itself commutes with the transform: the break happened before it, outside any module
+        what = "down-sampling" if cell.cannot else "an operation"
+        return (f"{what} outside any module before {'the output' if module is None else 'this layer'} (a "
+                "functional call in forward(), e.g. F.max_pool2d, or an exported graph)",
+                "look at forward() between the previous layer and this one; keep dense outputs at the input's "
+                "resolution")
     return (f"{type(module).__name__} is not equivariant", "check this layer's operation")
 
 
