@@ -29,7 +29,10 @@ def plain(value: Any) -> Any:
     Non-finite floats stay floats (``nan``/``inf``); the JSON writer encodes them
     as strings so the output is strict JSON.
     """
-    if value is None or isinstance(value, (bool, str)):
+    kind = type(value)
+    if kind is float or kind is int or value is None or kind is str or kind is bool:  # the common case, fast
+        return value
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, enum.Enum):
         return value.value
@@ -44,6 +47,8 @@ def plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
+        if all(type(v) is float or type(v) is int for v in value):  # a plain numeric list: nothing to convert
+            return list(value)
         return [plain(v) for v in value]
     if isinstance(value, Iterable):
         return [plain(v) for v in value]
@@ -108,7 +113,7 @@ class Series:
     style: Literal["line", "scatter", "bar", "step"] = "line"
 
     def __post_init__(self) -> None:
-        x, y = tuple(plain(list(self.x))), tuple(plain(list(self.y)))
+        x, y = tuple(plain(self.x)), tuple(plain(self.y))
         if len(x) != len(y):
             raise InputError(f"Series {self.label!r}: x has {len(x)} points but y has {len(y)}.")
         object.__setattr__(self, "x", x)
