@@ -47,10 +47,10 @@ class OverfitResult:
     passed: bool
     initial_loss: float
     final_loss: float
-    history: list[float] = field(default_factory=list)
+    history: list[float] = field(default_factory=list, repr=False)
     steps: int = 0
     lr: float = DEFAULT_LR
-    report: Report = field(default_factory=Report)
+    report: Report = field(default_factory=Report, repr=False)
 
     def __bool__(self) -> bool:
         return self.passed
