@@ -145,9 +145,10 @@ def _subspace_eigh(gram: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor,
     width = min(side, k + k // 2 + 16)
     generator = torch.Generator().manual_seed(seed)
     block = _orthonormal(torch.randn(side, width, generator=generator, dtype=gram.dtype))
-    for round_ in range(2):
+    for _check in range(2):
         for _ in range(SUBSPACE_ITERATIONS):
-            block = _orthonormal(gram @ block)
+            block = _orthonormal(gram @ block, passes=1)  # rough orthonormality keeps the iteration stable
+        block = _orthonormal(block)
         small = block.T @ gram @ block
         evals, evecs = torch.linalg.eigh((small + small.T) / 2)
         evals, vectors = evals.flip(0)[:k].double(), block @ evecs.flip(1)[:, :k]
@@ -157,10 +158,10 @@ def _subspace_eigh(gram: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor,
     return None
 
 
-def _orthonormal(block: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis of the block's columns (Cholesky-QR, twice; Householder QR if it breaks down)."""
+def _orthonormal(block: torch.Tensor, passes: int = 2) -> torch.Tensor:
+    """An orthonormal basis of the block's columns (Cholesky-QR; Householder QR if it breaks down)."""
     try:
-        for _ in range(2):
+        for _ in range(passes):
             upper = torch.linalg.cholesky(block.T @ block, upper=True)
             block = torch.linalg.solve_triangular(upper, block, upper=True, left=False)
         return block
