@@ -158,3 +158,15 @@ def test_merging_ranks_names_the_first_rank() -> None:
     assert merged["loss.nonfinite"].evidence["ranks"] == "0,1"
     assert merged["loss.nonfinite"].message.startswith("rank 1: ")
     assert merged["loss.plateau"].evidence["ranks"] == "0,2"
+
+
+def test_logit_statistics_numpy_path_matches_the_torch_path() -> None:
+    from dldebug.monitor.signals import _statistics_torch
+
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 40, 9, generator=gen) * 4
+    targets = torch.randint(0, 9, (120,), generator=gen)
+    fast = logit_statistics(logits, targets)  # CPU: the numpy path
+    device_path = _statistics_torch(logits.reshape(-1, 9), targets)  # what accelerators run
+    np.testing.assert_allclose(fast.numpy(), device_path.numpy(), rtol=1e-5)
+    assert np.isnan(logit_statistics(logits)[5].item())  # no targets: no accuracy
