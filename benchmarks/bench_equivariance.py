@@ -3,7 +3,7 @@
 Model: a ~20-layer CNN (9 Conv-ReLU pairs, 2 max-pools, a 1x1 output conv: 21 leaf layers) on a
 batch of 8 RGB images at 64x64. The probe must cost at most (transforms x shifts + 1) forward
 passes; it runs one pass for the input plus one per probe (``translate`` per shift, ``hflip`` and
-``rot90`` once each). Passes are counted with a forward pre-hook on the model; times are the median
+``rot90`` once each). Passes are counted with a forward pre-hook on the first layer; times are the median
 of N repeats, measured side by side in one run.
 
 Run: ``.venv/bin/python benchmarks/bench_equivariance.py [--repeats 7] [--threads 1]``.
@@ -57,7 +57,7 @@ def main() -> None:
     x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     n_leaves = sum(1 for m in model.modules() if next(m.children(), None) is None)
     passes: list[int] = []
-    model.register_forward_pre_hook(lambda *_: passes.append(1))
+    model[0].register_forward_pre_hook(lambda *_: passes.append(1))  # the first layer runs once per pass
 
     def forward() -> None:
         with torch.no_grad():

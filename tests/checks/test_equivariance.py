@@ -113,7 +113,7 @@ def test_d4_symmetric_kernels_are_equivariant_to_flips_and_rotations(nets: Any, 
 
 def test_costs_one_pass_per_probe_plus_one(nets: Any, images: torch.Tensor) -> None:
     net, calls = nets.circular_dense_net(), []
-    net.register_forward_pre_hook(lambda *_: calls.append(1))
+    net[0].register_forward_pre_hook(lambda *_: calls.append(1))  # the first layer runs once per pass
     report = probe_equivariance(net, images, shifts=(1, 2, 4))
     assert len(calls) == report.meta["forward_passes"] == 3 + 2 + 1 <= 3 * 3 + 1
 
@@ -170,20 +170,47 @@ def test_every_circular_shift_on_odd_and_even_maps(nets: Any, size: int) -> None
 
 
 class FunctionalPool(nn.Module):
-    """Down-samples with F.max_pool2d inside forward(): no module to hook there."""
+    """Down-samples with F.max_pool2d inside forward(): no module there. ``untraceable`` adds a
+    data-dependent branch, so torch.fx cannot trace it and the probe falls back to forward hooks."""
 
-    def __init__(self) -> None:
+    def __init__(self, untraceable: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular")
         self.act = nn.ReLU()
         self.conv2 = nn.Conv2d(4, 2, 3, padding=1, padding_mode="circular")
+        self.untraceable = untraceable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(nn.functional.max_pool2d(self.act(self.conv1(x)), 2))
+        h = self.act(self.conv1(x))
+        if self.untraceable and bool(h.sum() > -1e9):
+            h = h * 1.0
+        return self.conv2(nn.functional.max_pool2d(h, 2))
 
 
-def test_functional_down_sampling_is_attributed_before_the_next_layer(images: torch.Tensor) -> None:
-    finding = probe_equivariance(FunctionalPool(), images, transforms=("translate",)).get("equivariance.broken")
+def test_functional_pooling_is_named_in_the_fx_graph(images: torch.Tensor) -> None:
+    report = probe_equivariance(FunctionalPool(), images, transforms=("translate",))
+    assert report.meta["traced"] == "torch.fx"
+    finding = report.get("equivariance.broken")
+    assert finding is not None and finding.evidence["layer"] == "max_pool2d"
+    assert finding.evidence["type"] == "max_pool2d()" and "pooling (max_pool2d() in forward())" in finding.message
+    assert [r["layer"] for r in report.table("equivariance.layers").records()] == [
+        "conv1", "act", "max_pool2d", "conv2", "(output)"]
+
+
+def test_untraceable_models_fall_back_to_hooks(images: torch.Tensor) -> None:
+    report = probe_equivariance(FunctionalPool(untraceable=True), images, transforms=("translate",))
+    assert report.meta["traced"] == "forward hooks"
+    finding = report.get("equivariance.broken")
     assert finding is not None and finding.evidence["layer"] == "conv2"
     assert "down-sampling outside any module before this layer" in finding.message
     assert "padding" not in finding.message
+
+
+def test_explicit_circular_pad_layers_are_compared_after_the_crop(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.CircularPad2d(1), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.CircularPad2d(2), nn.Conv2d(4, 2, 5))
+    report = probe_equivariance(net, images, transforms=("translate",))
+    assert not report.findings
+    rows = report.table("equivariance.layers").records()
+    assert rows[0]["translate 1"] == "n/a (padded map)" and rows[0]["verdict"] == "ok"
+    assert max(r["translate 1"] for r in rows[1:] if not isinstance(r["translate 1"], str)) < 1e-6

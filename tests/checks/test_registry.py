@@ -151,9 +151,10 @@ def test_cli_audit_of_an_exported_program(tmp_path: Any, nets: Any, capsys: pyte
     torch.export.save(torch.export.export(model, (torch.randn(2, 1, 16, 16),)), path)
     assert main(["audit", str(path), "--input", "2x1x16x16", "--json"]) == 0
     report = Report.from_json(capsys.readouterr().out)
-    finding = report.get("equivariance.broken")  # an exported graph has no modules to hook: the output row
-    assert finding.evidence["layer"] == "(output)"
-    assert "down-sampling outside any module before the output" in finding.message
+    finding = report.get("equivariance.broken")  # torch.fx traces the exported graph: one row per aten op
+    assert report.sections[2].meta["traced"] == "torch.fx"
+    assert finding.evidence["layer"] == "max_pool2d_default"
+    assert "pooling (max_pool2d.default() in forward())" in finding.message
 
 
 def test_cli_audit_with_weights_and_an_input_file(factory_module: None, tmp_path: Any,

@@ -14,9 +14,9 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import torch
-from torch import nn
+from torch import fx, nn
 
-from dldebug.checks.layers import CONVOLUTIONS, POOLING, eval_mode, layer_kind, watch_layers
+from dldebug.checks.layers import CONVOLUTIONS, POOLING, Op, eval_mode, layer_kind, run_watched, traced
 from dldebug.errors import InputError
 from dldebug.findings import Finding, Report, Severity, Table
 
@@ -50,8 +50,11 @@ class _Cell:
     error: float | None
     cannot: str = ""  # non-empty: the layer cannot be equivariant (why)
     collapsed: bool = False  # the map has no spatial extent left (global pooling)
+    skipped: str = ""  # non-empty: not comparable (a padded map is larger than the grid it came from)
 
     def broken(self, tolerance: float, task: str) -> bool:
+        if self.skipped:
+            return False
         if self.cannot:
             return True
         if self.collapsed and task == "dense":
@@ -59,6 +62,8 @@ class _Cell:
         return self.error is not None and self.error > tolerance
 
     def text(self) -> float | str:
+        if self.skipped:
+            return f"n/a ({self.skipped})"
         return f"cannot ({self.cannot})" if self.cannot else (self.error or 0.0)
 
 
@@ -102,13 +107,14 @@ def probe_equivariance(
     """
     probes, skipped = _validate(x, transforms, shifts, task, tolerance)
     with eval_mode(model), torch.no_grad():
-        base, modules, base_out = _baseline(model, x)
+        graph = traced(model)  # every op, functional ones too; None: forward hooks on leaf modules
+        base, modules, base_out = _baseline(model, graph, x)
         cells: dict[str, dict[str, _Cell]] = {key: {} for key in base}
         cells[_OUTPUT] = {}
         output_rows = []
         scales: dict[str, float] = {}  # ||f(x)|| per layer, filled on first use
         for probe in probes:
-            out = _probed_pass(model, x, probe, base, cells, scales)
+            out = _probed_pass(model, graph, x, probe, base, cells, scales)
             expected = _map_transform(base_out, x, probe)
             cells[_OUTPUT][probe.label] = expected if isinstance(expected, _Cell) else _Cell(
                 _relative_error(out, expected), collapsed=_collapsed(base_out, x))
@@ -121,7 +127,8 @@ def probe_equivariance(
     findings = _findings(probes, cells, modules, output_rows, task, tolerance)
     return Report(findings, title=f"Equivariance probe ({task})", tables=(layers, output),
                   meta={"task": task, "tolerance": tolerance, "forward_passes": len(probes) + 1,
-                        "probes": ", ".join(p.label for p in probes), "skipped": ", ".join(skipped)})
+                        "probes": ", ".join(p.label for p in probes), "skipped": ", ".join(skipped),
+                        "traced": "torch.fx" if graph is not None else "forward hooks"})
 
 
 def _validate(x: Any, transforms: tuple[str, ...], shifts: tuple[int, ...], task: str,
@@ -151,27 +158,30 @@ def _validate(x: Any, transforms: tuple[str, ...], shifts: tuple[int, ...], task
     return probes, skipped
 
 
-def _baseline(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, nn.Module],
-                                                            torch.Tensor]:
+def _baseline(model: nn.Module, graph: fx.GraphModule | None, x: torch.Tensor
+              ) -> tuple[dict[str, torch.Tensor], dict[str, Op], torch.Tensor]:
     outputs: dict[str, torch.Tensor] = {}
-    modules: dict[str, nn.Module] = {}
+    modules: dict[str, Op] = {}
 
-    def record(key: str, _name: str, module: nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
+    def record(key: str, _name: str, module: Op, _inputs: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, torch.Tensor) and output.is_floating_point():
             outputs[key] = output.detach().clone()  # clone: a later in-place op must not change it
             modules[key] = module
 
-    with watch_layers(model, record):
-        out = model(x)
+    out = run_watched(model, graph, x, record)
     if not isinstance(out, torch.Tensor):
         raise InputError(f"probe_equivariance needs a model that returns one tensor; got {type(out).__name__}.")
     return outputs, modules, out.detach().clone()
 
 
-def _probed_pass(model: nn.Module, x: torch.Tensor, probe: _Probe, base: dict[str, torch.Tensor],
-                 cells: dict[str, dict[str, _Cell]], scales: dict[str, float]) -> torch.Tensor:
-    def compare(key: str, _name: str, _module: nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
+def _probed_pass(model: nn.Module, graph: fx.GraphModule | None, x: torch.Tensor, probe: _Probe,
+                 base: dict[str, torch.Tensor], cells: dict[str, dict[str, _Cell]], scales: dict[str, float]
+                 ) -> torch.Tensor:
+    def compare(key: str, _name: str, module: Op, _inputs: tuple[Any, ...], output: Any) -> None:
         if key not in base or not isinstance(output, torch.Tensor) or output.shape != base[key].shape:
+            return
+        if _is_padding(module):  # the next layer crops back to the grid; compare there
+            cells[key][probe.label] = _Cell(None, skipped="padded map")
             return
         expected = _map_transform(base[key], x, probe)
         if isinstance(expected, _Cell):
@@ -184,8 +194,12 @@ def _probed_pass(model: nn.Module, x: torch.Tensor, probe: _Probe, base: dict[st
 
     transformed = _map_transform(x, x, probe)
     assert isinstance(transformed, torch.Tensor)  # the input always maps onto itself
-    with watch_layers(model, compare):
-        return model(transformed).detach()
+    return run_watched(model, graph, transformed, compare).detach()
+
+
+def _is_padding(module: Op) -> bool:
+    name = module if isinstance(module, str) else type(module).__name__
+    return "pad" in name.lower()
 
 
 def _collapsed(y: torch.Tensor, x: torch.Tensor) -> bool:
@@ -240,7 +254,7 @@ def _output_row(probe: _Probe, out: torch.Tensor, base_out: torch.Tensor) -> dic
             "top-1 change rate": top1}
 
 
-def _layer_table(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, nn.Module],
+def _layer_table(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, Op],
                  shapes: dict[str, tuple[int, ...]], task: str, tolerance: float) -> Table:
     labels = [p.label for p in probes]
     rows = []
@@ -268,8 +282,10 @@ def _first_break(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], task:
     return None
 
 
-def _cause(module: nn.Module | None, cell: _Cell, probe: _Probe) -> tuple[str, str]:
+def _cause(module: Op | None, cell: _Cell, probe: _Probe) -> tuple[str, str]:
     """What breaks the property at this layer, and the fix, in words."""
+    if isinstance(module, str):
+        return _function_cause(module, cell, probe)
     stride = getattr(module, "stride", 1)
     strided = any(s > 1 for s in (stride if isinstance(stride, tuple) else (stride,)))
     if cell.collapsed and isinstance(module, (nn.Flatten, nn.Linear)):
@@ -301,7 +317,27 @@ def _cause(module: nn.Module | None, cell: _Cell, probe: _Probe) -> tuple[str, s
     return (f"{type(module).__name__} is not equivariant", "check this layer's operation")
 
 
-def _findings(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, nn.Module],
+def _function_cause(name: str, cell: _Cell, probe: _Probe) -> tuple[str, str]:
+    """The cause at a function or method called in forward() (seen in torch.fx graphs)."""
+    if cell.collapsed and name in ("flatten", "view", "reshape", "linear"):
+        return (f"flatten + linear ({name}() in forward()): the map has no spatial axes left",
+                "keep the network fully convolutional (1x1 convolutions instead of flatten + linear)")
+    if cell.collapsed:
+        return (f"{name}() in forward() leaves no spatial extent (global pooling)",
+                "for dense outputs drop the global pooling; up-sample back to the input resolution")
+    if "pool" in name:
+        return (f"pooling ({name}() in forward())",
+                "for dense prediction drop the pooling or up-sample with skip connections (U-Net); "
+                "blur before sub-sampling (Zhang 2019) to reduce aliasing")
+    if cell.cannot:
+        return (f"down-sampling ({name}() in forward())", "keep dense outputs at the input's resolution")
+    if "conv" in name and probe.transform != "translate":
+        return (f"learned filters are not {'mirror' if probe.transform == 'hflip' else 'rotation'}-symmetric",
+                "train with flip/rotation augmentation, or use group-equivariant convolutions")
+    return (f"{name}() in forward() is not equivariant", "check this operation in forward()")
+
+
+def _findings(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, Op],
               output_rows: list[dict[str, Any]], task: str, tolerance: float) -> list[Finding]:
     findings = []
     for transform in dict.fromkeys(p.transform for p in probes):
@@ -317,7 +353,7 @@ def _findings(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules:
     return findings
 
 
-def _equivariance_finding(first: tuple[str, _Probe, _Cell], modules: dict[str, nn.Module],
+def _equivariance_finding(first: tuple[str, _Probe, _Cell], modules: dict[str, Op],
                           severity: Severity) -> Finding:
     key, probe, cell = first
     cause, fix = _cause(modules.get(key), cell, probe)
@@ -333,7 +369,7 @@ def _equivariance_finding(first: tuple[str, _Probe, _Cell], modules: dict[str, n
 
 
 def _invariance_finding(worst: dict[str, Any], first: tuple[str, _Probe, _Cell] | None,
-                        modules: dict[str, nn.Module], severity: Severity) -> Finding:
+                        modules: dict[str, Op], severity: Severity) -> Finding:
     cause = _cause(modules.get(first[0]), first[2], first[1])[0] if first is not None else "unknown"
     top1 = worst["top-1 change rate"]
     changed = f"; top-1 changes on {top1:.0%} of the batch" if top1 is not None else ""

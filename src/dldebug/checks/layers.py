@@ -9,9 +9,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from torch import nn
+import torch
+from torch import fx, nn
 
-__all__ = ["LayerHook", "eval_mode", "layer_kind", "leaf_modules", "set_mode", "watch_layers"]
+__all__ = ["LayerHook", "Op", "eval_mode", "layer_kind", "leaf_modules", "run_watched", "set_mode", "traced",
+           "watch_layers"]
 
 # Called after each leaf module's forward: (key, name, module, inputs, output). ``key`` is the
 # module's name, suffixed "#2", "#3" ... when the same module runs again in one forward pass.
@@ -74,14 +76,61 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = flag
 
 
+Op = nn.Module | str  # a module, or the name of a function/method called in forward() (fx graphs)
+
+
+def traced(model: nn.Module) -> fx.GraphModule | None:
+    """``torch.fx.symbolic_trace(model)`` (sharing its submodules), or None where the model does not trace."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception:  # data-dependent control flow, unsupported ops, exported graphs ...
+        return None
+
+
+class _NodeRecorder(fx.Interpreter):
+    """Runs a traced graph node by node, calling ``callback`` after every module, function and method call."""
+
+    def __init__(self, graph: fx.GraphModule, callback: Callable[[str, str, Op, tuple[Any, ...], Any], None]):
+        super().__init__(graph)
+        self.callback = callback
+        self.calls: dict[str, int] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        output = super().run_node(n)
+        op: Op
+        if n.op == "call_module":
+            name, op = str(n.target), self.module.get_submodule(str(n.target))
+        elif n.op in ("call_function", "call_method"):
+            name = n.name
+            op = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+        else:
+            return output
+        self.calls[name] = self.calls.get(name, 0) + 1
+        key = name if self.calls[name] == 1 else f"{name}#{self.calls[name]}"
+        self.callback(key, name, op, (), output)
+        return output
+
+
+def run_watched(model: nn.Module, graph: fx.GraphModule | None, x: torch.Tensor,
+                callback: Callable[[str, str, Op, tuple[Any, ...], Any], None]) -> Any:
+    """``model(x)``, calling ``callback`` after every node of ``graph`` (every op, functional ones too), or
+    after every leaf module (forward hooks) when the model did not trace."""
+    if graph is not None:
+        return _NodeRecorder(graph, callback).run(x)
+    with watch_layers(model, callback):
+        return model(x)
+
+
 def set_mode(model: nn.Module, *, training: bool) -> None:
     """``model.train(training)``, tolerating modules that refuse it (``torch.export``'s modules raise)."""
     with contextlib.suppress(NotImplementedError, RuntimeError):  # an exported program has its mode baked in
         model.train(training)
 
 
-def layer_kind(module: nn.Module) -> str:
-    """A short description: the class name plus the stride when it down-samples."""
+def layer_kind(module: Op) -> str:
+    """A short description: the class name plus the stride when it down-samples; ``name()`` for a function."""
+    if isinstance(module, str):
+        return f"{module}()"
     name = type(module).__name__
     stride = getattr(module, "stride", None)
     if isinstance(stride, tuple):
