@@ -207,7 +207,9 @@ def test_wrong_input_size_at_forward_is_a_clear_error():
     (dict(padding=-1), "padding must be an int >= 0 or a pair of them; got -1."),
     (dict(in_channels=0), "in_channels must be a positive int; got 0."),
     (dict(max_patch_bytes=0), "max_patch_bytes must be a positive int (bytes); got 0."),
-    (dict(padding=8, padding_mode="reflect"), "padding_mode='reflect' needs padding < input size"),
+    (dict(padding=8, padding_mode="reflect"), "padding_mode='reflect' needs padding <= 7 for input size 8; got "
+                                              "padding 8. Use a smaller padding or padding_mode='zeros'."),
+    (dict(padding=9, padding_mode="circular"), "padding_mode='circular' needs padding <= 8 for input size 8"),
 ])
 def test_bad_arguments_are_config_errors(kwargs, message):
     args = dict(in_channels=2, out_channels=2, input_size=8, kernel_size=3) | kwargs

@@ -184,9 +184,10 @@ class _LocallyConnectedNd(nn.Module):
         for axis in range(2):
             size, pad = self.input_size[axis], self.padding[axis]
             span = self.dilation[axis] * (self.kernel_size[axis] - 1) + 1
-            if pad > 0 and self.padding_mode == "reflect" and pad >= size:
-                raise ConfigError(f"padding_mode='reflect' needs padding < input size; got padding {pad} "
-                                  f"for size {size}. Use a smaller padding or padding_mode='zeros'.")
+            limit = {"reflect": size - 1, "circular": size}.get(self.padding_mode, pad)
+            if pad > limit:
+                raise ConfigError(f"padding_mode={self.padding_mode!r} needs padding <= {limit} for input size "
+                                  f"{size}; got padding {pad}. Use a smaller padding or padding_mode='zeros'.")
             if size + 2 * pad < span:
                 raise InputError(
                     f"{type(self).__name__}: the input ({self._describe(self.input_size)} plus padding "
