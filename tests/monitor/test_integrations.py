@@ -173,3 +173,20 @@ def test_huggingface_callback_names_the_poisoned_layer(tmp_path: Path) -> None:
     assert report.get("loss.nonfinite").evidence["step"] == 3  # type: ignore[union-attr]
     culprit = report.get("monitor.nonfinite_module")
     assert culprit is not None and culprit.evidence["module"] == "classifier"
+
+
+def test_huggingface_callback_state_survives_a_resume(tmp_path: Path) -> None:
+    def args(steps: int) -> transformers.TrainingArguments:
+        return transformers.TrainingArguments(
+            output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=4, learning_rate=1e-3,
+            save_strategy="steps", save_steps=4, report_to=[], use_cpu=True, disable_tqdm=True,
+            restore_callback_states_from_checkpoint=True, logging_steps=100)
+
+    first = HFCallback(every=2)
+    transformers.Trainer(model=tiny_bert(), args=args(4), train_dataset=TokenData(), callbacks=[first]).train()
+    resumed = HFCallback(every=2)
+    trainer = transformers.Trainer(model=tiny_bert(), args=args(8), train_dataset=TokenData(), callbacks=[resumed])
+    trainer.train(resume_from_checkpoint=True)
+    monitor = next(c for c in trainer.callback_handler.callbacks if isinstance(c, HFCallback)).monitor
+    assert monitor is not None and monitor.steps_observed == 8  # 4 restored + 4 new
+    assert monitor.losses.steps == list(range(8))
