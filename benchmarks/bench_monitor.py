@@ -6,8 +6,8 @@ optimiser step) on identical copies of a model:
 * baseline: no monitor;
 * default: ``TrainingMonitor(model)`` (``every=20``) and ``observe(loss, logits=..., targets=...,
   batch_size=..., lr=...)`` on every step;
-* layer stats: ``TrainingMonitor(model, layer_stats=True)``: per-layer output, gradient and
-  parameter norms plus logit statistics on every step.
+* layer stats: ``TrainingMonitor(model, layer_stats=True)``: per-layer output and gradient
+  norms on every step (logit statistics stay on the ``every`` schedule).
 
 Repetitions are interleaved (baseline, default, layer stats, in a rotating order)
 so that contention from other processes hits all variants alike; each ratio is

@@ -46,7 +46,9 @@ class TrainingMonitor:
             an error-severity finding appears (and let internal failures through).
         base_batch_size: the batch size the learning rate was tuned for (lesson 11).
         base_lr: the learning rate tuned at ``base_batch_size`` (default: the first lr observed).
-        layer_stats: measure logits and per-layer norms on every step (costs more).
+        layer_stats: measure per-layer output and gradient norms on every step, so a
+            non-finite gradient is caught at its own step (costs more; logit statistics
+            stay on the ``every`` schedule).
         capacity: the most points each history keeps (memory stays bounded).
         defer_sync: keep losses on the device and read them every ``every`` steps;
             None chooses it for non-CPU tensors.
@@ -124,7 +126,7 @@ class TrainingMonitor:
         step = self.next_step if step is None else int(step)
         self.next_step = step + 1
         self.steps_observed += 1
-        sampled = self.layer_stats or self.steps_observed % self.every == 1 % self.every
+        sampled = self.steps_observed % self.every == 1 % self.every
         stats = logit_statistics(logits, targets) if logits is not None and sampled else None
         if not isinstance(loss, torch.Tensor):
             self._record(step, float(loss), None if stats is None else stats.tolist(), live=True)
@@ -138,7 +140,7 @@ class TrainingMonitor:
         if batch_size is not None:
             self._track_batch(step, int(batch_size), None if lr is None else float(lr))
         if self.probe is not None:
-            if sampled:
+            if sampled or self.layer_stats:
                 self._snapshot_layers(step)
             self.probe.clear()
         if step - self._judged_at >= 50 * self.every and (
