@@ -170,3 +170,15 @@ def test_logit_statistics_numpy_path_matches_the_torch_path() -> None:
     device_path = _statistics_torch(logits.reshape(-1, 9), targets)  # what accelerators run
     np.testing.assert_allclose(fast.numpy(), device_path.numpy(), rtol=1e-5)
     assert np.isnan(logit_statistics(logits)[5].item())  # no targets: no accuracy
+
+
+def test_nonfinite_logits_give_nan_statistics_without_warnings() -> None:
+    import warnings
+
+    logits = torch.randn(8, 4)
+    logits[0, 0] = float("nan")
+    logits[1, 1] = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a training loop must not be flooded with RuntimeWarnings
+        stats = logit_statistics(logits, torch.zeros(8, dtype=torch.long))
+    assert np.isnan(stats[0].item())

@@ -61,17 +61,17 @@ def _statistics_torch(rows: torch.Tensor, targets: torch.Tensor | None) -> torch
 def _statistics_numpy(rows: np.ndarray, targets: torch.Tensor | None) -> np.ndarray:
     """:func:`logit_statistics` for CPU tensors, in numpy (same six values)."""
     classes = rows.shape[-1]
-    ordered = np.partition(rows, classes - 2, axis=1)  # the two largest end up last, in order
-    top, runner = ordered[:, -1], ordered[:, -2]
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):  # NaN/Inf logits give NaN statistics, silently (the loss check reports them)
+        ordered = np.partition(rows, classes - 2, axis=1)  # the two largest end up last, in order
+        top, runner = ordered[:, -1], ordered[:, -2]
         top_prob = 1.0 / np.exp(rows - top[:, None]).sum(axis=1)
-    accuracy = np.full_like(top, np.nan)
-    if targets is not None and not targets.is_floating_point():
-        labels = targets.detach().reshape(-1)[:_MAX_ROWS].cpu().numpy()
-        if labels.shape[0] == rows.shape[0]:
-            accuracy = (rows.argmax(axis=1) == labels).astype(rows.dtype)
-    columns = (top, runner, (rows.sum(axis=1) - top) / (classes - 1), top - runner, top_prob, accuracy)
-    return np.stack(columns, axis=1).mean(axis=0)
+        accuracy = np.full_like(top, np.nan)
+        if targets is not None and not targets.is_floating_point():
+            labels = targets.detach().reshape(-1)[:_MAX_ROWS].cpu().numpy()
+            if labels.shape[0] == rows.shape[0]:
+                accuracy = (rows.argmax(axis=1) == labels).astype(rows.dtype)
+        columns = (top, runner, (rows.sum(axis=1) - top) / (classes - 1), top - runner, top_prob, accuracy)
+        return np.stack(columns, axis=1).mean(axis=0)
 
 
 def _start_end_medians(values: np.ndarray) -> tuple[float, float]:
