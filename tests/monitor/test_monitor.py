@@ -124,6 +124,7 @@ def test_internal_failure_becomes_a_finding() -> None:
     assert finding is not None
     assert finding.evidence["count"] == 2
     assert finding.evidence["first_error"] == "ValueError: could not convert string to float: 'not a number'"
+    assert monitor.losses.steps == [1, 2]  # the bad logits of step 1 did not cost its loss value
     with pytest.raises(ValueError):
         TrainingMonitor(strict=True).observe("not a number")  # type: ignore[arg-type]
 

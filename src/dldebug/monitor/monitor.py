@@ -120,6 +120,9 @@ class TrainingMonitor:
             if self.strict:
                 raise
             self._record_error("observe", exc)
+        finally:
+            if self.probe is not None:
+                self.probe.clear()  # never keep a step's outputs past its observe, whatever happened
 
     def _observe(self, loss: float | torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor | None,
                  batch_size: int | None, lr: float | None, step: int | None) -> None:
@@ -127,7 +130,7 @@ class TrainingMonitor:
         self.next_step = step + 1
         self.steps_observed += 1
         sampled = self.steps_observed % self.every == 1 % self.every
-        stats = logit_statistics(logits, targets) if logits is not None and sampled else None
+        stats = self._logit_statistics(logits, targets) if logits is not None and sampled else None
         if not isinstance(loss, torch.Tensor):
             self._record(step, float(loss), None if stats is None else stats.tolist(), live=True)
         elif self._defers(loss):
@@ -139,13 +142,21 @@ class TrainingMonitor:
             self._record(step, value, None if stats is None else stats.tolist(), live=True)
         if batch_size is not None:
             self._track_batch(step, int(batch_size), None if lr is None else float(lr))
-        if self.probe is not None:
-            if sampled or self.layer_stats:
-                self._snapshot_layers(step)
-            self.probe.clear()
+        if self.probe is not None and (sampled or self.layer_stats):
+            self._snapshot_layers(step)
         if step - self._judged_at >= 50 * self.every and (
                 time.perf_counter() - self._judge_clock >= _JUDGE_BUDGET * self._judge_cost):
             self._judge_curve(step)
+
+    def _logit_statistics(self, logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
+        # Optional evidence: a failure here must not cost the step's loss value.
+        try:
+            return logit_statistics(logits, targets)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._record_error("logit statistics", exc)
+            return None
 
     def _defers(self, loss: torch.Tensor) -> bool:
         return loss.device.type != "cpu" if self.defer_sync is None else self.defer_sync
