@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -190,3 +191,33 @@ def test_huggingface_callback_state_survives_a_resume(tmp_path: Path) -> None:
     monitor = next(c for c in trainer.callback_handler.callbacks if isinstance(c, HFCallback)).monitor
     assert monitor is not None and monitor.steps_observed == 8  # 4 restored + 4 new
     assert monitor.losses.steps == list(range(8))
+
+
+class LMData(torch.utils.data.Dataset):
+    def __init__(self, n: int = 32) -> None:
+        self.ids = torch.randint(0, 40, (n, 10), generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def test_huggingface_callback_on_a_causal_language_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    callback = HFCallback(every=1)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, learning_rate=1e-3,
+        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = transformers.Trainer(model=transformers.GPT2LMHeadModel(config), args=args, train_dataset=LMData(),
+                                   callbacks=[callback])
+    trainer.train()
+    report = callback.report
+    assert report is not None and not report.has("monitor.internal_error")
+    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert list(report.figure("monitor.loss").series[0].y) == pytest.approx(logged, abs=6e-4)
+    # (batch, positions, vocabulary) logits are judged row by row; shifted LM labels are not used.
+    assert len(callback.monitor.logits) == 6  # type: ignore[union-attr]
+    assert all(np.isnan(row[-1]) for row in callback.monitor.logits.rows)  # type: ignore[union-attr]
