@@ -31,4 +31,11 @@ class CommandSpec:
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("demo", "dldebug.cli.demo", "Train the digits CNN and write the demo report."),
     CommandSpec("show", "dldebug.cli.show", "Print (or convert to HTML) a saved report.json."),
+    CommandSpec("curve", "dldebug.cli.curve", "Diagnose a loss/metric curve read from a training log."),
+    CommandSpec("audit", "dldebug.cli.audit", "Audit a model: parameters, a dominant layer, equivariance."),
+    CommandSpec("compress", "dldebug.cli.compress", "Compress linear layers by truncated SVD (lesson 7)."),
+    CommandSpec("compare", "dldebug.cli.compare", "Diff two models layer by layer; explain the first divergence."),
+    CommandSpec("labels", "dldebug.cli.labels", "Check a model's class order against an image-folder data set."),
+    CommandSpec("lr", "dldebug.cli.lr", "Scale a learning rate to a new batch size, with a warm-up (lesson 11)."),
+    CommandSpec("preflight", "dldebug.cli.preflight", "Check a training set-up before a long run."),
 )
