@@ -26,7 +26,7 @@ text-align:left;vertical-align:top} th{background:#f5f5f5}
 .evidence{color:#555;font-family:ui-monospace,monospace;font-size:.8rem} .fix{color:#2e7d32}
 .summary span{margin-right:1rem;font-weight:bold} figure{margin:1rem 0} figcaption{color:#555;font-size:.9rem}
 .passed{color:#2e7d32}.failed{color:#c62828}.skipped{color:#777}
-nav ul{columns:2;font-size:.9rem}
+nav ul{columns:2;font-size:.9rem} .scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -60,7 +60,7 @@ def _table_html(table: Table) -> str:
     if len(table.rows) > _MAX_TABLE_ROWS:
         more = f"<p>... {len(table.rows) - _MAX_TABLE_ROWS} more rows in report.json</p>"
     cap = f"<caption>{_esc(table.name)}{': ' + _esc(table.caption) if table.caption else ''}</caption>"
-    return f"<table>{cap}<tr>{head}</tr>{body}</table>{more}"
+    return f'<div class="scroll"><table>{cap}<tr>{head}</tr>{body}</table></div>{more}'
 
 
 def figure_svg(fig: Figure) -> str:
