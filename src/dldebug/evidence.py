@@ -7,6 +7,7 @@ renderers draw them, so a Report round-trips through JSON losslessly.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,10 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dldebug.errors import InputError
+from dldebug.errors import FileFormatError, InputError
 from dldebug.severity import Severity
 
-__all__ = ["Figure", "Numbers", "Series", "Span", "Table", "decode_nonfinite", "encode_nonfinite", "plain"]
+__all__ = [
+    "Figure",
+    "Numbers",
+    "Series",
+    "Span",
+    "Table",
+    "decode_nonfinite",
+    "dumps_strict",
+    "encode_nonfinite",
+    "loads_strict",
+    "plain",
+]
 
 # Numbers for a plot: a list, tuple, numpy array or tensor; stored as a tuple of plain floats.
 Numbers = Sequence[float] | Any
@@ -228,3 +240,19 @@ def decode_nonfinite(value: Any) -> Any:
 
 _TEXT_KEYS = frozenset({"check", "severity", "message", "fix", "title", "name", "caption", "label", "xlabel",
                         "ylabel", "schema", "status", "reason"})
+
+
+def dumps_strict(data: Any, *, indent: int | None = 2) -> str:
+    """Strict JSON; NaN/Inf floats become the strings "NaN"/"Infinity"/"-Infinity"."""
+    return json.dumps(encode_nonfinite(data), indent=indent, allow_nan=False)
+
+
+def loads_strict(text: str, *, what: str = "dldebug JSON") -> dict[str, Any]:
+    """Parse :func:`dumps_strict` output back, restoring non-finite floats; a clear error otherwise."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"not a {what}: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    if not isinstance(data, dict):
+        raise FileFormatError(f"not a {what}: expected an object, got {type(data).__name__}.")
+    return decode_nonfinite(data)

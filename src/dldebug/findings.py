@@ -8,14 +8,23 @@ Report round-trips through JSON losslessly and renderers never compute.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from dldebug.errors import FileFormatError, InputError
-from dldebug.evidence import Figure, Numbers, Series, Span, Table, decode_nonfinite, encode_nonfinite, plain
+from dldebug.evidence import (
+    Figure,
+    Numbers,
+    Series,
+    Span,
+    Table,
+    dumps_strict,
+    encode_nonfinite,
+    loads_strict,
+    plain,
+)
 from dldebug.severity import Severity
 
 __all__ = [
@@ -278,18 +287,11 @@ class Report:
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """Strict JSON; NaN/Inf floats are written as the strings "NaN"/"Infinity"/"-Infinity"."""
-        return json.dumps(encode_nonfinite(self.to_dict()), indent=indent, allow_nan=False)
+        return dumps_strict(self.to_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> Report:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FileFormatError(f"not a dldebug JSON report: {exc.msg} at line {exc.lineno}, "
-                                  f"column {exc.colno}.") from None
-        if not isinstance(data, dict):
-            raise FileFormatError(f"not a dldebug JSON report: expected an object, got {type(data).__name__}.")
-        return cls.from_dict(decode_nonfinite(data))
+        return cls.from_dict(loads_strict(text, what="dldebug JSON report"))
 
     def to_html(self, path: str | Path) -> Path:
         """Write one self-contained HTML file (plots inline) atomically; returns the path."""
@@ -316,7 +318,3 @@ class Report:
                 f"(error={counts['error']}, warning={counts['warning']}, info={counts['info']}), "
                 f"tables={len(self._all('tables'))}, figures={len(self._all('figures'))})")
 
-
-# kept for modules written against the old private names
-_encode_nonfinite = encode_nonfinite
-_decode_nonfinite = decode_nonfinite

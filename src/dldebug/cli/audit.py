@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, emit
+from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, emit
 from dldebug.errors import InputError
 
 
@@ -25,8 +25,7 @@ def command(
     task: TaskChoice = typer.Option(None, "--task", help="What the model predicts (default: inferred from the "
                                     "output shape).", case_sensitive=False),
     n_train: int = typer.Option(None, "--n-train", min=1, help="Training set size, for parameters per sample."),
-    weights: Path = typer.Option(None, "--weights", help="A state dict (.safetensors/.pt) for a factory model.",
-                                 dir_okay=False),
+    weights: Path = WEIGHTS_OPTION,
     as_json: bool = JSON_OPTION,
     html: Path = HTML_OPTION,
     fail_on: FailOn = FAIL_ON_OPTION,

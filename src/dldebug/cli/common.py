@@ -27,6 +27,8 @@ FAIL_ON_OPTION = typer.Option(None, "--fail-on", help="Exit with status 1 if a f
 JSON_OPTION = typer.Option(False, "--json", help="Print the report as JSON instead of a table.")
 HTML_OPTION = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file.",
                            dir_okay=False)
+WEIGHTS_OPTION = typer.Option(None, "--weights", help="State dict (.safetensors/.pt) for a 'module:factory' model.",
+                              dir_okay=False)
 JSON_OUT_OPTION = typer.Option(None, "--json-out", help="Also write the JSON report to this file.",
                                dir_okay=False)
 

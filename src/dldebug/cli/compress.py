@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, console, emit
+from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, console, emit
 from dldebug.errors import InputError
 
 
@@ -22,8 +22,7 @@ def command(
                                       "layers' parameters, e.g. 0.3."),
     calib: str = typer.Option(None, "--calib", help="Calibration inputs (.npy/.npz/.pt, FILE:KEY): enables "
                               "output errors and the data-aware factorisation."),
-    weights: Path = typer.Option(None, "--weights", help="State dict (.safetensors/.pt) for a factory model.",
-                                 dir_okay=False),
+    weights: Path = WEIGHTS_OPTION,
     example_input: str = typer.Option(None, "--input", help="Example input for torch.export: a shape such as "
                                       "1x1x8x8, or FILE (default: the first --calib rows)."),
     layers: list[str] = typer.Option(None, "--layer", help="Compress only this layer (repeatable)."),

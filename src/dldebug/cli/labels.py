@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, console, emit, err_console
+from dldebug.cli.common import (
+    FAIL_ON_OPTION,
+    HTML_OPTION,
+    JSON_OPTION,
+    WEIGHTS_OPTION,
+    FailOn,
+    console,
+    emit,
+    err_console,
+)
 from dldebug.errors import InputError
 
 
@@ -25,8 +34,7 @@ def command(
     data_dir: Path = typer.Argument(..., help="Image-folder data set: one sub-folder of images per class."),
     model_classes: Path = typer.Option(None, "--model-classes", help="The model's class names in output order: "
                                        "one per line, or a JSON list.", dir_okay=False),
-    weights: Path = typer.Option(None, "--weights", help="State dict (.safetensors/.pt) for a factory model.",
-                                 dir_okay=False),
+    weights: Path = WEIGHTS_OPTION,
     out: Path = typer.Option(None, "--out", help="Write the label mapping as JSON here (atomically).",
                              dir_okay=False),
     size: str = typer.Option(None, "--size", help="Resize every image to HxW, e.g. 224x224 (default: keep; "

@@ -7,7 +7,6 @@ agrees within tolerance, and it round-trips through JSON with all its evidence
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 from dldebug.compare.explain import Explanation
 from dldebug.errors import FileFormatError
+from dldebug.evidence import dumps_strict, loads_strict
 from dldebug.findings import (
     Figure,
     Finding,
@@ -22,8 +22,6 @@ from dldebug.findings import (
     Series,
     Severity,
     Table,
-    _decode_nonfinite,
-    _encode_nonfinite,
     plain,
 )
 
@@ -181,15 +179,11 @@ class Comparison:
                    list(data["unmatched_b"]), dict(data["settings"]))
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps(_encode_nonfinite(self.to_dict()), indent=indent, allow_nan=False)
+        return dumps_strict(self.to_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> Comparison:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FileFormatError(f"not a dldebug comparison JSON: {exc.msg} at line {exc.lineno}.") from None
-        return cls.from_dict(_decode_nonfinite(data))
+        return cls.from_dict(loads_strict(text, what="dldebug comparison JSON"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Comparison):
