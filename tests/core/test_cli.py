@@ -150,3 +150,11 @@ def test_missing_optional_extra_end_to_end(tmp_path):
     ok = subprocess.run([DLDEBUG, "lr", "--base-lr", "0.1", "--base-batch", "256", "--batch", "512"],
                         capture_output=True, text=True, timeout=300, env=env)
     assert ok.returncode == 0 and "lr.scaled" in ok.stdout
+
+
+def test_compare_input_that_looks_like_a_shape_gets_a_hint(tmp_path, capsys, monkeypatch):
+    (tmp_path / "nets.py").write_text("import torch\n\ndef a():\n    return torch.nn.Linear(4, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["compare", "nets:a", "nets:a", "--input", "1x4"], capsys)
+    assert code == 2
+    assert "looks like a shape: use --input ones --shape 1x4." in " ".join(err.split())

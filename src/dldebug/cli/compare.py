@@ -52,9 +52,17 @@ def command(
     else:
         if shape:
             raise InputError("--shape applies to --input ones/random; a tensor file carries its own shape.")
+        if not Path(input_.rpartition(":")[0] or input_).exists() and _looks_like_shape(input_):
+            raise InputError(f"--input takes 'ones', 'random' or a tensor file; got {input_!r}, which looks like a "
+                             f"shape: use --input ones --shape {input_}.")
         head, sep, key = input_.rpartition(":")
         use_key = bool(sep) and Path(head).suffix.lower() in (".npz", ".pt", ".pth")
         inputs = load_tensor(head, key) if use_key else load_tensor(input_)
     comparison = compare_models(a, b, inputs, input_kind=kind, rtol=rtol, atol=atol,
                                 mode="shadow" if shadow else "propagate", mapping=_parse_mapping(mapping))
     emit(comparison.report, as_json=as_json, html=html, json_out=json_out, fail_on=fail_on)
+
+
+def _looks_like_shape(text: str) -> bool:
+    parts = text.lower().replace(",", "x").split("x")
+    return len(parts) > 1 and all(p.strip().isdigit() for p in parts)

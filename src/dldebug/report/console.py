@@ -72,7 +72,7 @@ def _render(report: Report, console: Console, show_tables: bool, max_rows: int, 
         for t in report.tables:
             rt = RichTable(title=t.name, caption=t.caption or None)
             for col in t.columns:
-                rt.add_column(str(col))
+                rt.add_column(str(col), overflow="fold")
             for row in t.rows[:max_rows]:
                 rt.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
             if len(t.rows) > max_rows:
