@@ -108,6 +108,37 @@ def test_chunking_gives_the_same_result_as_one_chunk():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
+def graph_names(tensor: torch.Tensor) -> set[str]:
+    names, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None:
+            names.add(type(node).__name__)
+            stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("stride, padding, max_patch_bytes", [(1, 0, 2**28), ((2, 3), 1, 2**28), (2, (0, 2), 1),
+                                                              (1, 1, 3000)])
+def test_eager_undilated_layer_uses_the_fused_path_and_matches_naive(stride, padding, max_patch_bytes):
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(3, 4, (13, 11), (3, 4), stride=stride, padding=padding,
+                               max_patch_bytes=max_patch_bytes, dtype=torch.float64)
+    x = torch.randn(5, 3, 13, 11, dtype=torch.float64, requires_grad=True)
+    assert "_FusedLocationsBackward" in graph_names(layer(x))
+    assert_matches_naive(layer, naive_locally_connected2d, x)
+    # Only one of the two gradients wanted: the other is neither computed nor returned.
+    (grad_w,) = torch.autograd.grad(layer(x.detach()).sum(), [layer.weight])
+    (expected,) = torch.autograd.grad(naive_locally_connected2d(layer, x).sum(), [layer.weight])
+    torch.testing.assert_close(grad_w, expected, rtol=0, atol=1e-10)
+    weight = layer.weight.detach()
+    out = locally_connected2d(x, weight, None, layer.stride, layer.padding)
+    (grad_x,) = torch.autograd.grad(out.sum(), [x])
+    layer.weight.requires_grad_(False)
+    (expected,) = torch.autograd.grad(naive_locally_connected2d(layer, x).sum(), [x])
+    torch.testing.assert_close(grad_x, expected, rtol=0, atol=1e-10)
+
+
 def test_gradcheck_and_double_backward():
     torch.manual_seed(0)
     layer = LocallyConnected2d(2, 2, (5, 4), (2, 3), stride=(1, 2), padding=1, dtype=torch.float64)

@@ -9,9 +9,11 @@ forms the ``B x Cout x Cin x L x k^2`` broadcast product that popular
 third-party versions do.
 
 Output rows are processed in chunks so that the patch buffer of one chunk stays
-under ``max_patch_bytes``; in inference this bounds peak memory, and in training
-the saved patches are exactly the im2col buffer autograd needs for the weight
-gradient.
+under ``max_patch_bytes``. In eager mode (no dilation) the whole layer is one
+autograd Function that walks cache-sized bands of rows, recomputes patches in
+backward instead of saving them and scatters the input gradient band by band;
+tracing (compile, export, ONNX), ``torch.func``, dilation and double backward use
+the plain unfold + autograd formulation, which gives the same numbers.
 
 Keras interop (:meth:`LocallyConnected2d.from_keras`, :meth:`~LocallyConnected2d.to_keras`)
 lives in :mod:`dldebug.nn.locally_connected_keras`.
@@ -91,6 +93,95 @@ class _LocationMatmul(torch.autograd.Function):
         return grad_patches, grad_kernel
 
 
+FUSED_CHUNK_BYTES = 2 * 2**20  # patch buffer per step of the fused path: small enough to stay in cache
+
+
+def _band_patches(x: Tensor, first: int, n_rows: int, out_w: int, kernel: tuple[int, int],
+                  stride: tuple[int, int]) -> Tensor:
+    """The ``(n_rows * out_w, C*kH*kW, B)`` im2col buffer of output rows ``first..`` from batch-last ``x``."""
+    top = first * stride[0]
+    band = x[:, top: top + (n_rows - 1) * stride[0] + kernel[0]]
+    patches = band.unfold(1, kernel[0], stride[0]).unfold(2, kernel[1], stride[1])  # C, R, W_out, B, kH, kW
+    return patches.permute(1, 2, 0, 4, 5, 3).reshape(n_rows * out_w, -1, x.shape[-1])
+
+
+class _FusedLocations(torch.autograd.Function):
+    """The whole layer (undilated) as one Function that never builds a full-size im2col buffer.
+
+    Forward and backward walk cache-sized bands of output rows: each band's patches are copied, used and
+    dropped (recomputed in backward instead of saved), and each band's patch gradient is scattered into the
+    input gradient at once. Fresh multi-MiB buffers cost page faults on every step (a fresh 63 MiB patch
+    gradient made one L5 batch-32 GEMM 4x slower), so this path allocates only the outputs and small bands.
+    With ``create_graph`` the backward differentiates :func:`_unfold_path` instead (double backward).
+    """
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, stride: tuple[int, int], rows: int) -> Tensor:  # type: ignore[override]
+        out_h, out_w, c_out = weight.shape[:3]
+        xl = x.permute(1, 2, 3, 0).contiguous()
+        kernel = weight.reshape(out_h * out_w, c_out, -1)
+        out = x.new_empty(out_h * out_w, c_out, x.shape[0])
+        for first in range(0, out_h, rows):
+            n_rows = min(rows, out_h - first)
+            chunk = slice(first * out_w, (first + n_rows) * out_w)
+            patches = _band_patches(xl, first, n_rows, out_w, (weight.shape[4], weight.shape[5]), stride)
+            torch.bmm(kernel[chunk], patches, out=out[chunk])
+        return out
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, tuple[int, int], int], output: Tensor) -> None:
+        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.stride, ctx.rows = inputs[2], inputs[3]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiate the reference formulation instead
+            wanted = [t for t, need in zip((x, weight), ctx.needs_input_grad[:2], strict=True) if need]
+            with torch.enable_grad():
+                out = _unfold_path(x, weight, ctx.stride, (1, 1), DEFAULT_MAX_PATCH_BYTES)
+                grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
+            return (next(grads) if ctx.needs_input_grad[0] else None,
+                    next(grads) if ctx.needs_input_grad[1] else None, None, None)
+        return (*_fused_backward(x, weight, grad.contiguous(), ctx.stride, ctx.rows, ctx.needs_input_grad), None, None)
+
+
+def _fused_backward(x: Tensor, weight: Tensor, grad: Tensor, stride: tuple[int, int], rows: int,
+                    needs: tuple[bool, ...]) -> tuple[Tensor | None, Tensor | None]:
+    out_h, out_w, c_out, c_in, kh, kw = weight.shape
+    xl = x.permute(1, 2, 3, 0).contiguous()
+    kernel = weight.reshape(out_h * out_w, c_out, -1)
+    grad_x = torch.zeros_like(xl) if needs[0] else None
+    grad_w = torch.empty_like(kernel) if needs[1] else None
+    for first in range(0, out_h, rows):
+        n_rows = min(rows, out_h - first)
+        chunk = slice(first * out_w, (first + n_rows) * out_w)
+        if grad_w is not None:
+            patches = _band_patches(xl, first, n_rows, out_w, (kh, kw), stride)
+            torch.bmm(grad[chunk], patches.transpose(1, 2), out=grad_w[chunk])
+        if grad_x is not None:
+            top, band_h = first * stride[0], (n_rows - 1) * stride[0] + kh
+            grad_patches = torch.bmm(kernel[chunk].transpose(1, 2), grad[chunk])  # (l, C_in*kH*kW, B)
+            grad_patches = grad_patches.reshape(n_rows, out_w, c_in, kh, kw, -1).permute(2, 0, 1, 5, 3, 4)
+            band = grad_x[:, top: top + band_h]
+            # One strided add per kernel tap: 1.4-1.8x faster than unfold_backward's two scatters at batch 32.
+            for i in range(kh):
+                for j in range(kw):
+                    band[:, i: i + (n_rows - 1) * stride[0] + 1: stride[0],
+                         j: j + (out_w - 1) * stride[1] + 1: stride[1]].add_(grad_patches[..., i, j])
+    return (None if grad_x is None else grad_x.permute(3, 0, 1, 2),
+            None if grad_w is None else grad_w.reshape(weight.shape))
+
+
+def _use_fused(x: Tensor, weight: Tensor, dilation: tuple[int, int]) -> bool:
+    """The fused Function runs eagerly on plain tensors; tracing, torch.func and dilation take the unfold path."""
+    return (not torch.compiler.is_compiling() and not torch.compiler.is_exporting() and dilation == (1, 1)
+            and type(x) is torch.Tensor and type(weight) in (torch.Tensor, nn.Parameter) and x.device.type == "cpu"
+            and not torch._C._are_functorch_transforms_active()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+            and not torch._C._functorch.is_functorch_wrapped_tensor(weight))
+
+
 def locally_connected2d(
     x: Tensor,
     weight: Tensor,
@@ -114,8 +205,24 @@ def locally_connected2d(
     Returns:
         The output, ``(B, C_out, H_out, W_out)``.
     """
-    out_h, out_w, c_out, c_in, kh, kw = weight.shape
+    out_h, out_w, c_out = weight.shape[:3]
     x = _pad(x, padding, padding_mode)
+    if _use_fused(x, weight, dilation):
+        rows = _rows_per_chunk(x.shape[0], out_w, weight[0, 0, 0].numel(), x.element_size(),
+                               min(max_patch_bytes, FUSED_CHUNK_BYTES))
+        out = _FusedLocations.apply(x, weight, stride, rows)
+    else:
+        out = _unfold_path(x, weight, stride, dilation, max_patch_bytes)
+    out = out.reshape(out_h, out_w, c_out, x.shape[0]).permute(3, 2, 0, 1)
+    if bias is not None:
+        out = out + bias
+    return out.contiguous()
+
+
+def _unfold_path(x: Tensor, weight: Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                 max_patch_bytes: int) -> Tensor:
+    """``(H_out*W_out, C_out, B)`` output of padded ``x`` from unfold views and autograd (any dilation, traceable)."""
+    out_h, out_w, c_out, c_in, kh, kw = weight.shape
     batch = x.shape[0]
     # Batch-last (C, H, W, B): a patch row (kW taps x batch) is then one contiguous run, which makes the im2col
     # copy and its backward scatter 1.3-1.7x faster at batch 32 than the (B, C, H, W) layout.
@@ -136,11 +243,7 @@ def locally_connected2d(
         patches = patches.permute(1, 2, 0, 4, 5, 3).reshape(n_rows * out_w, patch_size, batch)
         kernel = chunk_weight.reshape(n_rows * out_w, c_out, patch_size)
         outputs.append(_LocationMatmul.apply(patches, kernel))
-    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-    out = out.reshape(out_h, out_w, c_out, batch).permute(3, 2, 0, 1)
-    if bias is not None:
-        out = out + bias
-    return out.contiguous()
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 class _LocallyConnectedNd(nn.Module):
