@@ -118,15 +118,18 @@ def graph_names(tensor: torch.Tensor) -> set[str]:
     return names
 
 
+@pytest.mark.parametrize("batch", [5, 10])  # batch-major (<= 8) and batch-last layouts
 @pytest.mark.parametrize("stride, padding, max_patch_bytes", [(1, 0, 2**28), ((2, 3), 1, 2**28), (2, (0, 2), 1),
                                                               (1, 1, 3000)])
-def test_eager_undilated_layer_uses_the_fused_path_and_matches_naive(stride, padding, max_patch_bytes):
+def test_eager_undilated_layer_uses_the_fused_path_and_matches_naive(stride, padding, max_patch_bytes, batch):
     torch.manual_seed(0)
     layer = LocallyConnected2d(3, 4, (13, 11), (3, 4), stride=stride, padding=padding,
                                max_patch_bytes=max_patch_bytes, dtype=torch.float64)
-    x = torch.randn(5, 3, 13, 11, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batch, 3, 13, 11, dtype=torch.float64, requires_grad=True)
     assert "_FusedLocationsBackward" in graph_names(layer(x))
     assert_matches_naive(layer, naive_locally_connected2d, x)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), naive_locally_connected2d(layer, x), rtol=0, atol=1e-10)
     # Only one of the two gradients wanted: the other is neither computed nor returned.
     (grad_w,) = torch.autograd.grad(layer(x.detach()).sum(), [layer.weight])
     (expected,) = torch.autograd.grad(naive_locally_connected2d(layer, x).sum(), [layer.weight])
