@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dldebug.errors import ConfigError, InputError
 from dldebug.nn import LocallyConnected1d, LocallyConnected2d
+from dldebug.nn import locally_connected as locally_connected_module
 from dldebug.nn.locally_connected import locally_connected2d
 
 
@@ -118,10 +119,13 @@ def graph_names(tensor: torch.Tensor) -> set[str]:
     return names
 
 
+@pytest.mark.parametrize("min_tap_numel", [0, 2**30])  # input-gradient scatter: per-tap adds or unfold_backward
 @pytest.mark.parametrize("batch", [5, 10])  # batch-major (<= 8) and batch-last layouts
 @pytest.mark.parametrize("stride, padding, max_patch_bytes", [(1, 0, 2**28), ((2, 3), 1, 2**28), (2, (0, 2), 1),
                                                               (1, 1, 3000)])
-def test_eager_undilated_layer_uses_the_fused_path_and_matches_naive(stride, padding, max_patch_bytes, batch):
+def test_eager_undilated_layer_uses_the_fused_path_and_matches_naive(stride, padding, max_patch_bytes, batch,
+                                                                     min_tap_numel, monkeypatch):
+    monkeypatch.setattr(locally_connected_module, "MIN_TAP_NUMEL", min_tap_numel)
     torch.manual_seed(0)
     layer = LocallyConnected2d(3, 4, (13, 11), (3, 4), stride=stride, padding=padding,
                                max_patch_bytes=max_patch_bytes, dtype=torch.float64)
