@@ -220,12 +220,14 @@ def _scatter_patches(band: Tensor, grad_patches: Tensor, axis: int, stride: tupl
                                                    axis + 1, kw, stride[1])
         band += torch.ops.aten.unfold_backward(rows_grad, sizes, axis, kh, stride[0])
         return
-    lead = (slice(None),) * axis
+    sizes, strides = list(band.shape), list(band.stride())
+    sizes[axis: axis + 2] = n_rows, out_w
+    strides[axis: axis + 2] = strides[axis] * stride[0], strides[axis + 1] * stride[1]
+    taps = iter(grad_patches.flatten(-2).unbind(-1))  # one view per tap; views and adds are the per-call cost here
     for i in range(kh):
         for j in range(kw):
-            view = band[(*lead, slice(i, i + (n_rows - 1) * stride[0] + 1, stride[0]),
-                         slice(j, j + (out_w - 1) * stride[1] + 1, stride[1]))]
-            view.add_(grad_patches[..., i, j])
+            offset = band.storage_offset() + i * band.stride(axis) + j * band.stride(axis + 1)
+            band.as_strided(sizes, strides, offset).add_(next(taps))
 
 
 def _use_fused(x: Tensor, weight: Tensor, dilation: tuple[int, int]) -> bool:
