@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dldebug.errors import ConfigError, InputError
 from dldebug.nn import LocallyConnected1d, LocallyConnected2d
-from dldebug.nn import locally_connected as locally_connected_module
+from dldebug.nn import locally_connected_fused as locally_connected_module
 from dldebug.nn.locally_connected import locally_connected2d
 
 
