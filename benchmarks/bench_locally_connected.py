@@ -3,7 +3,8 @@
 At DeepFace's three locally connected shapes (L4, L5, L6) and batch 4 and 32, times one training step
 (forward, then backward of a random output gradient) and the peak extra resident memory of:
 
-* dldebug: ``dldebug.nn.LocallyConnected2d`` (unfold views + one location-batched GEMM);
+* dldebug: ``dldebug.nn.LocallyConnected2d`` (eager on CPU: the fused band-wise autograd Function;
+  traced: unfold views + one location-batched GEMM);
 * naive: a Python loop over output locations, one small einsum each (the definition);
 * broadcast: ``F.unfold`` then a ``B x Cout x K x L`` broadcast multiply and sum (popular third-party form);
 * tf_keras implementation 1, 2, 3 (``tf.function`` train step; skipped with a note where they do not fit);
