@@ -74,3 +74,17 @@ def test_report_save_json_and_to_html_write_files(tmp_path, full_report):
     report = full_report
     report.save_json(tmp_path / "sub" / "report.json")
     assert (tmp_path / "sub" / "report.json").read_text() == report.to_json()
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "new.html", "x")
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o600)
+        write_text_atomic(path, "y")  # an existing file keeps its mode
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(umask)

@@ -29,12 +29,23 @@ def write_with(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, _final_mode(target))  # mkstemp makes 0600; a report should read like any file
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
     return target
+
+
+def _final_mode(target: Path) -> int:
+    """The existing file's permissions, or the default for a new file under the current umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
