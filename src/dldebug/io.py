@@ -33,6 +33,7 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "load_tensor",
+    "load_tensor_arg",
     "load_tensors",
     "parse_shape",
 ]
@@ -319,14 +320,28 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def load_input(text: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
-    """A CLI ``--input``: a shape (random normal, seeded), ``FILE`` or ``FILE:KEY``."""
+def _tensor_file_spec(text: str) -> tuple[str, str | None] | None:
+    """``(path, key)`` when ``text`` names a tensor file (``FILE`` or ``FILE:KEY``), else None."""
     candidate = Path(text)
     if candidate.suffix.lower() in (".npy", ".npz", ".pt", ".pth") or candidate.exists():
-        return load_tensor(candidate)
-    head, _, key = text.rpartition(":")
-    if head and Path(head).suffix.lower() in (".npz", ".pt", ".pth"):
-        return load_tensor(head, key)
+        return text, None
+    head, sep, key = text.rpartition(":")
+    if sep and head and Path(head).suffix.lower() in (".npz", ".pt", ".pth"):
+        return head, key
+    return None
+
+
+def load_tensor_arg(text: str) -> torch.Tensor:
+    """A CLI tensor argument that must be a file: ``FILE`` or ``FILE:KEY`` (an array of an .npz/.pt)."""
+    path, key = _tensor_file_spec(text) or (text, None)
+    return load_tensor(path, key)
+
+
+def load_input(text: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
+    """A CLI ``--input``: a shape (random normal, seeded), ``FILE`` or ``FILE:KEY``."""
+    spec = _tensor_file_spec(text)
+    if spec is not None:
+        return load_tensor(*spec)
     shape = parse_shape(text)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=dtype)

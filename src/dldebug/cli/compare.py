@@ -41,7 +41,7 @@ def command(
 ) -> None:
     """Compare two models layer by layer (PyTorch, ONNX, Keras) and explain the first divergence."""
     from dldebug.compare import compare_models, load_compare_model
-    from dldebug.io import load_tensor, parse_shape
+    from dldebug.io import load_tensor_arg, parse_shape
 
     a = load_compare_model(model_a, weights=weights_a)
     b = load_compare_model(model_b, weights=weights_b)
@@ -52,17 +52,20 @@ def command(
     else:
         if shape:
             raise InputError("--shape applies to --input ones/random; a tensor file carries its own shape.")
-        if not Path(input_.rpartition(":")[0] or input_).exists() and _looks_like_shape(input_):
+        if not Path(input_).exists() and _is_shape(input_):
             raise InputError(f"--input takes 'ones', 'random' or a tensor file; got {input_!r}, which looks like a "
                              f"shape: use --input ones --shape {input_}.")
-        head, sep, key = input_.rpartition(":")
-        use_key = bool(sep) and Path(head).suffix.lower() in (".npz", ".pt", ".pth")
-        inputs = load_tensor(head, key) if use_key else load_tensor(input_)
+        inputs = load_tensor_arg(input_)
     comparison = compare_models(a, b, inputs, input_kind=kind, rtol=rtol, atol=atol,
                                 mode="shadow" if shadow else "propagate", mapping=_parse_mapping(mapping))
     emit(comparison.report, as_json=as_json, html=html, json_out=json_out, fail_on=fail_on)
 
 
-def _looks_like_shape(text: str) -> bool:
-    parts = text.lower().replace(",", "x").split("x")
-    return len(parts) > 1 and all(p.strip().isdigit() for p in parts)
+def _is_shape(text: str) -> bool:
+    from dldebug.io import parse_shape
+
+    try:
+        parse_shape(text)
+    except InputError:
+        return False
+    return True
