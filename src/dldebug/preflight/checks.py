@@ -31,10 +31,7 @@ def _classification_logits(setup: TrainingSetup) -> torch.Tensor | None:
     """The model's output on the batch (train mode, no grad) when the loss is CE/NLL over (N, C, ...)."""
     if not (_is_cross_entropy(setup.loss_fn) or _is_nll(setup.loss_fn)):
         return None
-    work = setup.copy()
-    work.model.train()
-    with torch.no_grad():
-        out = work.model(setup.inputs)
+    out = setup.train_output()  # shared by the checks that read the outputs: one forward pass
     return out if isinstance(out, torch.Tensor) and out.ndim >= 2 else None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ class TrainingSetup:
     loss_fn: Callable[..., torch.Tensor]
     optimizer: torch.optim.Optimizer
     train_step: TrainStep | None = None
+    _train_output: Any = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_args(cls, model: Any, batch: Any, loss_fn: Any, optimizer: Any,
@@ -50,6 +51,15 @@ class TrainingSetup:
     @property
     def batch_size(self) -> int:
         return int(self.inputs.shape[0])
+
+    def train_output(self) -> Any:
+        """The model's output on the batch in train mode without gradients, from a copy; computed once."""
+        if self._train_output is None:
+            work = self.copy()
+            work.model.train()
+            with torch.no_grad():
+                self._train_output = work.model(self.inputs)
+        return self._train_output
 
     def copy(self, *, lr: float | None = None) -> TrainingSetup:
         """A deep copy of model and optimizer (state included); ``lr`` overrides every group's rate."""
