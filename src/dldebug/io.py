@@ -31,6 +31,7 @@ __all__ = [
     "OnnxModel",
     "load_factory",
     "load_model",
+    "load_model_inputs",
     "load_state_dict",
     "load_tensor",
     "load_tensor_arg",
@@ -345,3 +346,21 @@ def load_input(text: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) 
     shape = parse_shape(text)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def load_model_inputs(text: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> Any:
+    """A CLI ``--input`` for any model: a shape, ``FILE:KEY``, or ``FILE``.
+
+    A file holding several arrays (an ``.npz`` or a dict ``.pt``) without a key becomes a dict of
+    keyword arguments with their dtypes kept -- ``{"input_ids": ..., "attention_mask": ...}`` for a
+    Hugging Face model (``np.savez("batch.npz", input_ids=ids, attention_mask=mask)``); one array
+    is the model's single input. A shape gives seeded random normal values (float models only).
+    """
+    spec = _tensor_file_spec(text)
+    if spec is None:
+        return load_input(text, dtype=dtype, seed=seed)
+    path, key = spec
+    if key is not None:
+        return load_tensor(path, key)
+    tensors = load_tensors(path)
+    return next(iter(tensors.values())) if len(tensors) == 1 else tensors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pathlib
 import struct
 import zipfile
 
@@ -181,3 +182,16 @@ def test_missing_onnx_extra_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # import onnx -> ImportError, as if absent
     with pytest.raises(MissingDependencyError, match=r"pip install 'dldebug\[onnx\]'"):
         load_model(path)
+
+
+def test_load_model_inputs_keyword_arrays_keep_dtypes(tmp_path: pathlib.Path) -> None:
+    from dldebug.io import load_model_inputs
+
+    ids = np.arange(12, dtype=np.int64).reshape(2, 6)
+    np.savez(tmp_path / "batch.npz", input_ids=ids, attention_mask=np.ones_like(ids))
+    inputs = load_model_inputs(str(tmp_path / "batch.npz"))
+    assert set(inputs) == {"input_ids", "attention_mask"} and inputs["input_ids"].dtype == torch.int64
+    assert load_model_inputs(f"{tmp_path / 'batch.npz'}:input_ids").shape == (2, 6)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3), dtype=np.float32))
+    assert load_model_inputs(str(tmp_path / "x.npy")).shape == (1, 3)
+    assert load_model_inputs("1x2").shape == (1, 2)
