@@ -15,7 +15,7 @@ from torch import nn
 pytest.importorskip("transformers")
 
 from dldebug.cli.app import main
-from dldebug.compress import compress_linear_layers, lowrank_linear
+from dldebug.compress import accuracy_vs_size, compress_linear_layers, lowrank_linear
 from dldebug.compress.compress_layers import replace_layer
 from dldebug.demo.tiny_hf import tiny_bert_classifier, tiny_gpt2_lm, token_batch
 from dldebug.errors import InputError
@@ -68,6 +68,19 @@ def test_a_conv1d_layer_can_be_named(gpt2: nn.Module) -> None:
     assert result.ranks == {"transformer.h.1.mlp.c_fc": 4}
     saved = (128 * 32 + 128) - (4 * (128 + 32) + 128)
     assert result.model_params_after == result.model_params_before - saved
+
+
+def test_the_size_curve_counts_unique_parameters_and_reports_the_tie(gpt2: nn.Module,
+                                                                    tokens: dict[str, torch.Tensor]) -> None:
+    reference = logits(gpt2, tokens).argmax(-1)
+
+    def agreement(model: nn.Module) -> float:
+        return float((logits(model, tokens).argmax(-1) == reference).float().mean())
+
+    curve = accuracy_vs_size(gpt2, agreement, param_ratios=(0.3, 0.6), calib_data=tokens)
+    assert curve.original.model_params == 30_720 and curve.original.accuracy == 1.0
+    assert all(p.model_params < 30_720 for p in curve.points)
+    assert [f.check for f in curve.report] == ["compress.size_tradeoff", "compress.tied_weights"]
 
 
 def test_naming_the_tied_head_skips_it_with_its_reason(gpt2: nn.Module) -> None:
