@@ -226,8 +226,10 @@ def test_accuracy_drop_fires_and_stays_silent(mlp: nn.Sequential, correlated_inp
     ({"param_ratio": 1.0}, ConfigError, "param_ratio is the fraction of the layers' parameters to keep"),
     ({"max_error": 0.1}, ConfigError, "max_error is measured on the layers' outputs, so it needs calib_data"),
     ({"rank": 2, "layers": ["0.weight"]}, LayerNotFoundError, "No layer named '0.weight' in Sequential"),
-    ({"rank": 2, "layers": ["1"]}, InputError, "Layer '1' is a ReLU; only nn.Linear and ungrouped 1x1"),
-    ({"rank": 2, "calib_data": "x.npy"}, InputError, "calib_data must be a tensor (one batch)"),
+    ({"rank": 2, "layers": ["1"]}, InputError,
+     "Layer '1' is a ReLU; only nn.Linear, transformers Conv1D and ungrouped 1x1"),
+    ({"rank": 2, "calib_data": "x.npy"}, InputError,
+     "calib_data must be a tensor or a dict of keyword inputs (one batch)"),
 ])
 def test_bad_configuration_errors(mlp: nn.Sequential, kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error) as info:

@@ -58,8 +58,8 @@ def test_conv1x1_with_stride_and_padding_becomes_two_1x1_convs() -> None:
     (nn.Linear(8, 4), 5, "rank must be an int in 1..4 for a 4 x 8 layer; got 5."),
     (nn.Linear(8, 4), 0, "rank must be an int in 1..4 for a 4 x 8 layer; got 0."),
     (nn.Linear(8, 4), 2.0, "rank must be an int in 1..4 for a 4 x 8 layer; got 2.0."),
-    (nn.Conv2d(3, 4, 3), 2, "lowrank_linear needs an nn.Linear or an ungrouped 1x1 nn.Conv2d; got "
-                            "Conv2d(kernel_size=(3, 3), groups=1)."),
+    (nn.Conv2d(3, 4, 3), 2, "lowrank_linear needs an nn.Linear, a transformers Conv1D or an ungrouped 1x1 "
+                            "nn.Conv2d; got Conv2d(kernel_size=(3, 3), groups=1)."),
 ])
 def test_bad_arguments_raise_clear_errors(layer: nn.Module, rank: object, message: str) -> None:
     with pytest.raises(InputError) as info:

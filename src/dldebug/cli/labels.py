@@ -46,11 +46,14 @@ def command(
     std: str = typer.Option(None, "--std", help="Per-channel std divided after the mean, e.g. 0.229,0.224,0.225 "
                             "(default 1)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    output: str = typer.Option(None, "--output", help="The model output holding the logits when it returns "
+                               "several: a name such as logits, or an index (default: logits, else the first)."),
     as_json: bool = JSON_OPTION,
     html: Path = HTML_OPTION,
     fail_on: FailOn = FAIL_ON_OPTION,
 ) -> None:
     """Detect permuted, shifted or renamed class indices and recover the mapping."""
+    from dldebug.cli.compress import output_spec
     from dldebug.io import load_model, parse_shape
     from dldebug.labels import check_label_alignment, predict_logits, read_class_names, scan_image_folder
 
@@ -64,7 +67,7 @@ def command(
     with Progress(TextColumn("[bold]predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("predict", total=len(folder.files))
-        logits = predict_logits(loaded, folder.files, batch_size=batch_size,
+        logits = predict_logits(loaded, folder.files, batch_size=batch_size, output=output_spec(output),
                                 progress=lambda done, _total: bar.update(task, completed=done), **preprocess)
     result = check_label_alignment(logits, folder.labels, dataset_classes=folder.classes, model_classes=names)
     if out is not None:

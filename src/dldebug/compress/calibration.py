@@ -13,37 +13,58 @@ from typing import Any
 import torch
 from torch import nn
 
-from dldebug.errors import InputError
+from dldebug.errors import DldebugError, InputError
+from dldebug.model_io import Batch, describe, parameters_device
 
 __all__ = ["CalibData", "collect_layer_inputs"]
 
-CalibData = torch.Tensor | tuple | list | Iterable[Any]
+CalibData = torch.Tensor | tuple | list | Mapping[str, Any] | Iterable[Any]
 MAX_ELEMENTS = 1 << 24  # per layer: 64 MiB of float32 rows (e.g. 668 rows of VGG fc6's 25088 inputs)
 MAX_ROWS = 8192
+_TOOL = "compress_linear_layers calib_data"
 
 
-def _batches(calib_data: CalibData) -> list[tuple[Any, ...]]:
-    """Normalise calib data to a list of positional-argument tuples."""
+def _batches(calib_data: CalibData) -> list[Batch]:
+    """Normalise calib data to a list of batches the model is called on.
+
+    One batch: a tensor, a tuple of tensors (positional inputs) or a mapping (keyword inputs, e.g. a
+    tokenizer's ``BatchEncoding``). Otherwise an iterable of batches, each a tensor, an
+    ``(inputs, labels)`` pair (the labels are not fed) or a mapping (fed as keyword arguments).
+    """
     if isinstance(calib_data, torch.Tensor):
-        return [(calib_data,)]
+        return [Batch(calib_data)]
     if isinstance(calib_data, tuple) and calib_data and all(isinstance(t, torch.Tensor) for t in calib_data):
-        return [calib_data]
-    if isinstance(calib_data, (str, bytes, Mapping)) or not isinstance(calib_data, Iterable):
-        raise InputError(f"calib_data must be a tensor (one batch), a tuple of tensors (one batch of "
-                         f"positional inputs) or an iterable of batches (e.g. a DataLoader); got "
-                         f"{type(calib_data).__name__}.")
+        return [Batch(tuple(calib_data))]
+    if isinstance(calib_data, Mapping):
+        return [Batch.from_user(calib_data, tool=_TOOL, needs_targets=False)]
+    if isinstance(calib_data, (str, bytes)) or not isinstance(calib_data, Iterable):
+        raise InputError(f"calib_data must be a tensor or a dict of keyword inputs (one batch), a tuple of "
+                         f"tensors (one batch of positional inputs) or an iterable of batches (e.g. a "
+                         f"DataLoader); got {describe(calib_data)}.")
     out = []
-    for batch in calib_data:
-        if isinstance(batch, torch.Tensor):
-            out.append((batch,))
-        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-            out.append((batch[0],))  # (inputs, labels) pairs from a DataLoader: feed the inputs
-        else:
-            raise InputError(f"each calibration batch must be a tensor or an (inputs, labels) pair; got "
-                             f"{type(batch).__name__}.")
+    for index, batch in enumerate(calib_data):
+        if not isinstance(batch, (torch.Tensor, Mapping, tuple, list)):
+            raise InputError(f"each calibration batch must be a tensor, an (inputs, labels) pair or a dict of "
+                             f"keyword inputs; batch {index} is {describe(batch)}.")
+        out.append(Batch.from_user(batch, tool=_TOOL, needs_targets=False))
     if not out:
         raise InputError("calib_data is empty; give at least one batch of inputs.")
     return out
+
+
+def _run(model: nn.Module, batches: list[Batch]) -> None:
+    """Run the model on every batch (on the model's device); a failure names the batch."""
+    device = parameters_device(model)
+    for index, batch in enumerate(batches):
+        try:
+            batch.to(device).call(model)
+        except DldebugError:
+            raise
+        except Exception as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"the model failed on calibration batch {index} ({describe(batch.inputs)}): "
+                             f"{type(exc).__name__}: {detail}. Give calib_data in the form the model is called "
+                             "with: a tensor, a tuple of positional inputs, or a dict of keyword inputs.") from None
 
 
 def _rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -62,15 +83,16 @@ def collect_layer_inputs(model: nn.Module, modules: Mapping[str, nn.Module], cal
 
     Args:
         model: the model to run.
-        modules: name -> module (``nn.Linear`` or 1x1 ``nn.Conv2d``) to record.
-        calib_data: a batch tensor, a tuple of positional input tensors, or an iterable of batches.
+        modules: name -> module (``nn.Linear``, transformers ``Conv1D`` or 1x1 ``nn.Conv2d``) to record.
+        calib_data: one batch (a tensor, a tuple of positional input tensors, a dict of keyword inputs) or
+            an iterable of batches (tensors, ``(inputs, labels)`` pairs or dicts; a DataLoader).
         seed: seeds the row sample.
 
     Returns:
         name -> float32 tensor of shape ``(rows, in_features)``.
 
     Raises:
-        InputError: unusable calibration data, or a layer the data never reached.
+        InputError: unusable calibration data, a batch the model fails on, or a layer the data never reached.
     """
     batches = _batches(calib_data)
     captured: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
@@ -83,8 +105,7 @@ def collect_layer_inputs(model: nn.Module, modules: Mapping[str, nn.Module], cal
     model.eval()
     try:
         with torch.no_grad():
-            for args in batches:
-                model(*args)
+            _run(model, batches)
     finally:
         for handle in handles:
             handle.remove()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from dldebug.compress.calibration import CalibData, collect_layer_inputs
-from dldebug.compress.lowrank import factorized_module, is_factorizable, layer_shape, max_useful_rank
+from dldebug.compress.lowrank import factorized_module, layer_shape, max_useful_rank
 from dldebug.compress.ranks import (
     KEEP_DENSE,
     ranks_by_energy,
@@ -20,11 +19,12 @@ from dldebug.compress.ranks import (
     ranks_fixed,
 )
 from dldebug.compress.result import CompressionResult, build_result, count_params
+from dldebug.compress.selection import find_layers, select_layers
 from dldebug.compress.spectrum import LayerSpectrum, analyse_layer
 from dldebug.compress.svd import SvdMethod
-from dldebug.errors import ConfigError, InputError, LayerNotFoundError
+from dldebug.errors import ConfigError
 
-__all__ = ["apply_ranks", "compress_linear_layers", "find_layers", "plan_layers", "replace_layer"]
+__all__ = ["apply_ranks", "compress_linear_layers", "find_layers", "plan_layers", "replace_layer", "select_layers"]
 
 Mode = Literal["rank", "energy", "max_error", "param_ratio"]
 _MODES: tuple[Mode, ...] = ("rank", "energy", "max_error", "param_ratio")
@@ -55,40 +55,6 @@ def _check_mode(rank: int | None, energy: float | None, max_error: float | None,
     return mode, float(value)
 
 
-def find_layers(model: nn.Module, layers: Sequence[str] | None = None) -> dict[str, nn.Module]:
-    """The factorizable layers to compress: name -> module, each shared module once.
-
-    Args:
-        model: the model.
-        layers: names to compress (default: every ``nn.Linear`` and ungrouped 1x1 ``nn.Conv2d``).
-
-    Raises:
-        LayerNotFoundError: a name that is not in the model (the message lists close matches).
-        InputError: a named layer that is not factorizable, or a model without any.
-    """
-    all_names = dict(model.named_modules(remove_duplicate=False))
-    if layers is None:
-        found = {name: module for name, module in model.named_modules() if is_factorizable(module)}
-        if not found:
-            raise InputError(f"{type(model).__name__} has no nn.Linear or 1x1 nn.Conv2d layer to compress.")
-        return found
-    if isinstance(layers, str):
-        layers = [layers]
-    chosen: dict[str, nn.Module] = {}
-    for name in layers:
-        if name not in all_names:
-            close = difflib.get_close_matches(name, list(all_names), n=5)
-            raise LayerNotFoundError(f"No layer named {name!r} in {type(model).__name__}; close matches: "
-                                     f"{close or sorted(all_names)[:10]}.")
-        module = all_names[name]
-        if not is_factorizable(module):
-            raise InputError(f"Layer {name!r} is a {type(module).__name__}; only nn.Linear and ungrouped 1x1 "
-                             "nn.Conv2d layers can be factorised into two thinner layers.")
-        if all(m is not module for m in chosen.values()):  # a shared layer named twice: compress once
-            chosen[name] = module
-    return chosen
-
-
 def plan_layers(model: nn.Module, layers: dict[str, nn.Module], *, calib_data: CalibData | None,
                 data_aware: bool, method: SvdMethod, rank: int | None = None) -> list[LayerSpectrum]:
     """Factorise every layer once, up to the largest rank any rule may pick.
@@ -96,7 +62,7 @@ def plan_layers(model: nn.Module, layers: dict[str, nn.Module], *, calib_data: C
     With a fixed ``rank`` only that many triplets are computed; layers where no
     rank saves parameters (or the fixed rank is past break-even) are not factorised.
     """
-    inputs = collect_layer_inputs(model, layers, calib_data) if calib_data is not None else {}
+    inputs = collect_layer_inputs(model, layers, calib_data) if calib_data is not None and layers else {}
     spectra = []
     for name, module in layers.items():
         m, n = layer_shape(module)
@@ -117,7 +83,8 @@ def replace_layer(root: nn.Module, old: nn.Module, new: nn.Module) -> int:
     """
     count = 0
     for parent in list(root.modules()):
-        for child_name, child in list(parent.named_children()):
+        # parent._modules, not named_children(): that lists a module registered twice only once
+        for child_name, child in list(parent._modules.items()):
             if child is old:
                 setattr(parent, child_name, new)
                 count += 1
@@ -174,9 +141,12 @@ def compress_linear_layers(
     Args:
         model: the model; left untouched unless ``inplace=True``.
         rank, energy, max_error, param_ratio: the rank rule (exactly one).
-        layers: names of the layers to consider (default: all ``nn.Linear`` and 1x1 ``nn.Conv2d``).
-        calib_data: typical inputs (a batch tensor, a tuple of input tensors, or an iterable of batches);
-            enables output errors and, by default, the data-aware factorisation.
+        layers: names of the layers to consider (default: all ``nn.Linear``, transformers ``Conv1D`` and
+            1x1 ``nn.Conv2d``).
+        calib_data: typical inputs: one batch (a tensor, a tuple of positional input tensors, a dict of
+            keyword inputs such as a tokenizer's output) or an iterable of batches (tensors,
+            ``(inputs, labels)`` pairs or dicts; a DataLoader); enables output errors and, by default,
+            the data-aware factorisation.
         inplace: modify ``model`` itself (a model that *is* one linear layer is returned, not modified).
         data_aware: minimise the output error on ``calib_data`` (default: True when it is given).
         method: SVD algorithm for plain factorisation: ``"auto"``, ``"exact"``, ``"gram"``, ``"randomized"``.
@@ -205,7 +175,7 @@ def compress_linear_layers(
     use_data = calib_data is not None if data_aware is None else data_aware
     accuracy_before = eval_fn(model) if eval_fn is not None else None
     target = model if inplace else copy.deepcopy(model)
-    chosen = find_layers(target, layers)
+    chosen, skipped = select_layers(target, layers)
     spectra = plan_layers(target, chosen, calib_data=calib_data, data_aware=use_data, method=method,
                           rank=int(value) if mode == "rank" else None)
     ranks, budget_met = _choose_ranks(spectra, mode, value)
@@ -213,6 +183,6 @@ def compress_linear_layers(
     compressed = apply_ranks(target, spectra, ranks)
     accuracy_after = eval_fn(compressed) if eval_fn is not None else None
     with torch.no_grad():
-        return build_result(compressed, layers=chosen, spectra=spectra, ranks=ranks, mode=mode, value=value,
-                            budget_met=budget_met, model_params_before=model_params_before,
+        return build_result(compressed, layers=chosen, skipped=skipped, spectra=spectra, ranks=ranks, mode=mode,
+                            value=value, budget_met=budget_met, model_params_before=model_params_before,
                             accuracy=(accuracy_before, accuracy_after), max_accuracy_drop=max_accuracy_drop)

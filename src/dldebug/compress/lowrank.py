@@ -3,7 +3,9 @@
 ``y = W x + b`` with ``W ~ U_t S_t V_t^T`` becomes ``V_t^T`` (``t x n``, no
 bias) followed by ``U_t S_t`` (``m x t``, the original bias), with no
 non-linearity between them. A 1x1 convolution is the same linear map applied
-at every pixel, so it becomes two 1x1 convolutions.
+at every pixel, so it becomes two 1x1 convolutions. transformers' ``Conv1D``
+(GPT-2's projections) computes ``x @ W + b`` with ``W`` stored ``(in, out)``: it
+is read through its transposed view and becomes two ``nn.Linear`` layers.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from torch import nn
 
 from dldebug.compress.svd import truncated_svd
 from dldebug.errors import InputError
+from dldebug.weights import is_hf_conv1d, linear_weight
 
 __all__ = ["break_even_rank", "factorized_module", "is_factorizable", "layer_bias", "layer_matrix", "layer_shape",
            "layer_weight", "lowrank_linear", "max_useful_rank"]
 
 
 def is_factorizable(module: nn.Module) -> bool:
-    """True for ``nn.Linear`` and for ungrouped ``nn.Conv2d`` with a 1x1 kernel."""
-    if type(module) is nn.Linear:
+    """True for ``nn.Linear``, transformers' ``Conv1D`` and ungrouped ``nn.Conv2d`` with a 1x1 kernel."""
+    if type(module) is nn.Linear or is_hf_conv1d(module):
         return True
     return (type(module) is nn.Conv2d and tuple(module.kernel_size) == (1, 1) and module.groups == 1
             and tuple(module.dilation) == (1, 1))
@@ -43,12 +46,14 @@ def layer_bias(module: nn.Module) -> torch.Tensor | None:
 
 def layer_shape(module: nn.Module) -> tuple[int, int]:
     """``(m, n)``: outputs and inputs of the layer's weight matrix."""
-    weight = layer_weight(module)
-    return int(weight.shape[0]), int(weight[0].numel())
+    matrix = layer_matrix(module)
+    return int(matrix.shape[0]), int(matrix.shape[1])
 
 
 def layer_matrix(module: nn.Module) -> torch.Tensor:
-    """The layer's weight as an ``m x n`` (outputs x inputs) matrix, detached."""
+    """The layer's weight as an ``m x n`` (outputs x inputs) matrix, detached (a transposed view for Conv1D)."""
+    if is_hf_conv1d(module):
+        return linear_weight(module).detach()
     weight = layer_weight(module).detach()
     return weight.reshape(weight.shape[0], -1)
 
@@ -77,19 +82,20 @@ def factorized_module(module: nn.Module, first: torch.Tensor, second: torch.Tens
     """Two layers computing ``second @ first @ x + bias`` in place of ``module``.
 
     Args:
-        module: the ``nn.Linear`` or 1x1 ``nn.Conv2d`` being replaced (gives bias, stride, padding).
+        module: the ``nn.Linear``, ``Conv1D`` or 1x1 ``nn.Conv2d`` being replaced (gives bias, stride, padding).
         first: the ``t x n`` weight of the first layer (no bias).
         second: the ``m x t`` weight of the second layer (gets the original bias).
 
     Returns:
-        ``nn.Sequential(first_layer, second_layer)`` on the module's device and dtype.
+        ``nn.Sequential(first_layer, second_layer)`` on the module's device and dtype (two
+        ``nn.Linear`` for a linear layer or a ``Conv1D``, two 1x1 convs for a conv).
     """
     weight, bias = layer_weight(module), layer_bias(module)
     rank = first.shape[0]
     has_bias = bias is not None
-    if isinstance(module, nn.Linear):
-        a: nn.Module = nn.Linear(module.in_features, rank, bias=False)
-        b: nn.Module = nn.Linear(rank, module.out_features, bias=has_bias)
+    if isinstance(module, nn.Linear) or is_hf_conv1d(module):
+        a: nn.Module = nn.Linear(int(first.shape[1]), rank, bias=False)
+        b: nn.Module = nn.Linear(rank, int(second.shape[0]), bias=has_bias)
         shape_a: tuple[int, ...] = tuple(first.shape)
         shape_b: tuple[int, ...] = tuple(second.shape)
     else:
@@ -122,7 +128,7 @@ def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
     The break-even rule is not applied here (see :func:`compress_linear_layers`).
 
     Args:
-        linear: an ``nn.Linear`` or an ungrouped 1x1 ``nn.Conv2d``; left unchanged.
+        linear: an ``nn.Linear``, a transformers ``Conv1D`` or an ungrouped 1x1 ``nn.Conv2d``; left unchanged.
         rank: ``1 <= rank <= min(m, n)``.
 
     Returns:
@@ -139,8 +145,9 @@ def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
         True
     """
     if not is_factorizable(linear):
-        raise InputError(f"lowrank_linear needs an nn.Linear or an ungrouped 1x1 nn.Conv2d; got "
-                         f"{type(linear).__name__}{_describe(linear)}. Larger kernels are not a single matrix.")
+        raise InputError(f"lowrank_linear needs an nn.Linear, a transformers Conv1D or an ungrouped 1x1 "
+                         f"nn.Conv2d; got {type(linear).__name__}{_describe(linear)}. Larger kernels are not a "
+                         "single matrix.")
     matrix = layer_matrix(linear)
     m, n = matrix.shape
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(m, n):

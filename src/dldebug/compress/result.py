@@ -9,18 +9,20 @@ from torch import nn
 
 from dldebug.compress.lowrank import break_even_rank, layer_bias, layer_matrix, layer_shape
 from dldebug.compress.ranks import KEEP_DENSE, layer_params
+from dldebug.compress.selection import SkippedLayer
 from dldebug.compress.spectrum import LayerSpectrum
 from dldebug.findings import Figure, Finding, Report, Series, Severity, Table
+from dldebug.weights import is_hf_conv1d, unique_parameter_count
 
-__all__ = ["CompressionResult", "build_result", "count_params", "rank_error_figure"]
+__all__ = ["CompressionResult", "build_result", "count_params", "rank_error_figure", "skip_finding"]
 
 LESSON = 7
 _MAX_POINTS = 400  # rank-vs-error curves are subsampled beyond this many ranks
 
 
 def count_params(model: nn.Module) -> int:
-    """Parameters of ``model``, each shared parameter once."""
-    return sum(p.numel() for p in model.parameters())
+    """Parameters of ``model``, each shared (tied) tensor once: ``weights.unique_parameter_count``."""
+    return unique_parameter_count(model)
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,16 @@ class CompressionResult:
 
     Attributes:
         model: the compressed model (the user's own object only with ``inplace=True``).
-        table: one row per considered layer: name, kind, shape, rank (None = kept dense), status,
-            params before/after, retained energy, relative weight error, relative output error on the
-            calibration data (None without it), break-even rank, SVD method.
+        table: one row per considered layer: name, kind (``linear``, ``hf_conv1d``, ``conv1x1``), shape,
+            rank (None = kept dense), status (``compressed``, ``skipped_break_even``,
+            ``skipped_tied_weights``, ``skipped_unsupported``), params before/after, retained energy,
+            relative weight error, relative output error on the calibration data (None without it),
+            break-even rank, SVD method (a ``compress.*`` finding says why each skipped layer was kept).
         report: a Report with ``compress.*`` findings, the table and a rank-vs-error figure per layer.
-        params_before, params_after: parameters of the considered layers (weights + biases).
-        model_params_before, model_params_after: parameters of the whole model.
+        params_before, params_after: unique parameters of the considered layers (weights + biases;
+            a tensor shared by two of them counted once).
+        model_params_before, model_params_after: unique parameters of the whole model
+            (``weights.unique_parameter_count``: a tied tensor counted once).
         accuracy_before, accuracy_after: ``eval_fn`` on the original and compressed models, or None.
     """
 
@@ -81,9 +87,15 @@ def _measured_output_error(spectrum: LayerSpectrum, rank: int) -> float | None:
     return float((approx - exact).norm()) / denom if denom > 0 else 0.0
 
 
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        return "conv1x1"
+    return "hf_conv1d" if is_hf_conv1d(module) else "linear"
+
+
 def _row(name: str, module: nn.Module, spectrum: LayerSpectrum | None, rank: int) -> dict[str, object]:
     m, n = layer_shape(module)
-    kind = "conv1x1" if isinstance(module, nn.Conv2d) else "linear"
+    kind = _kind(module)
     bias = m if layer_bias(module) is not None else 0
     row: dict[str, object] = {"name": name, "kind": kind, "shape": f"{m} x {n}", "rank": None,
                               "status": "skipped_break_even", "params_before": m * n + bias,
@@ -96,6 +108,12 @@ def _row(name: str, module: nn.Module, spectrum: LayerSpectrum | None, rank: int
                    retained_energy=round(float(spectrum.retained_energy[rank]), 6),
                    weight_error=round(float(spectrum.weight_error[rank]), 6),
                    output_error=_rounded(_measured_output_error(spectrum, rank)))
+    return row
+
+
+def _skipped_row(skip: SkippedLayer) -> dict[str, object]:
+    row = _row(skip.name, skip.module, None, KEEP_DENSE)
+    row.update(status=f"skipped_{skip.reason}", output_error=None)
     return row
 
 
@@ -122,17 +140,46 @@ def rank_error_figure(spectrum: LayerSpectrum, chosen: int | None) -> Figure:
                           f"t*({spectrum.m}+{spectrum.n}) vs {spectrum.m * spectrum.n} dense.")
 
 
-def _findings(rows: Sequence[Mapping[str, object]], totals: Mapping[str, int], mode: str, value: float,
-              budget_met: bool) -> list[Finding]:
+def _applied(rows: Sequence[Mapping[str, object]], totals: Mapping[str, int], mode: str, value: float) -> Finding:
     done = [r for r in rows if r["status"] == "compressed"]
     saved = 1 - totals["params_after"] / max(1, totals["params_before"])
-    findings = [Finding(
+    model_saved = 1 - totals["model_params_after"] / max(1, totals["model_params_before"])
+    kept = {str(r["status"]) for r in rows if r["status"] != "compressed"}
+    fix = None
+    if not done:
+        fix = ("Every layer was at or past break-even: lower the rank or energy target." if kept ==
+               {"skipped_break_even"} else "See the other compress.* findings for why each layer was kept dense.")
+    return Finding(
         "compress.applied", Severity.INFO if done else Severity.WARNING,
-        f"Compressed {len(done)} of {len(rows)} linear layers by truncated SVD ({mode}={value:g}): "
-        f"{totals['params_before']:,} -> {totals['params_after']:,} parameters ({saved:.1%} fewer).",
+        f"Compressed {len(done)} of {len(rows)} linear layers by truncated SVD ({mode}={value:g}): their "
+        f"{totals['params_before']:,} -> {totals['params_after']:,} parameters ({saved:.1%} fewer); the model "
+        f"holds {totals['model_params_before']:,} -> {totals['model_params_after']:,} unique parameters "
+        f"({model_saved:.1%} fewer).",
         {"layers_compressed": len(done), "layers_considered": len(rows), "mode": mode, "value": value, **totals},
-        fix=None if done else "Every layer was at or past break-even: lower the rank or energy target.",
-        lesson=LESSON)]
+        fix=fix, lesson=LESSON)
+
+
+def skip_finding(skip: SkippedLayer) -> Finding:
+    """The info finding that says why a linear layer was kept dense (never skipped silently)."""
+    m, n = layer_shape(skip.module)
+    shape = f"{m} x {n}"
+    evidence: dict[str, object] = {"layer": skip.name, "shape": shape, "type": type(skip.module).__name__}
+    if skip.reason == "tied_weights":
+        evidence["tied_to"] = ", ".join(skip.tied_to)
+        return Finding("compress.tied_weights", Severity.INFO,
+                       f"{skip.name} ({shape}) kept dense: {skip.detail}", evidence,
+                       fix="Nothing to do: tied weights stay tied. To compress it anyway, untie it first "
+                           "(e.g. config.tie_word_embeddings=False) and accept the larger model.", lesson=LESSON)
+    return Finding("compress.skipped_unsupported", Severity.INFO,
+                   f"{skip.name} ({shape}) kept dense: {skip.detail}", evidence,
+                   fix="Nothing to do; if the layer's forward is called normally, replace it by an nn.Linear "
+                       "holding the same weights and compress that.", lesson=LESSON)
+
+
+def _findings(rows: Sequence[Mapping[str, object]], skipped: Sequence[SkippedLayer], totals: Mapping[str, int],
+              mode: str, value: float, budget_met: bool) -> list[Finding]:
+    findings = [_applied(rows, totals, mode, value)]
+    findings.extend(skip_finding(skip) for skip in skipped)
     for r in rows:
         if r["status"] == "skipped_break_even":
             findings.append(Finding(
@@ -164,19 +211,30 @@ def _accuracy_finding(before: float, after: float, max_drop: float) -> Finding:
                    lesson=LESSON)
 
 
+def _layer_totals(rows: Sequence[Mapping[str, object]], modules: Sequence[nn.Module]) -> dict[str, int]:
+    """Unique parameters of the considered layers before, and after the compressed rows' savings."""
+    before = unique_parameter_count(nn.ModuleList(modules)) if modules else 0
+    saved = sum(int(r["params_before"]) - int(r["params_after"])  # type: ignore[call-overload]
+                for r in rows if r["status"] == "compressed")
+    return {"params_before": before, "params_after": before - saved}
+
+
 def build_result(model: nn.Module, *, layers: Mapping[str, nn.Module], spectra: Sequence[LayerSpectrum],
                  ranks: Mapping[str, int], mode: str, value: float, budget_met: bool, model_params_before: int,
-                 accuracy: tuple[float | None, float | None], max_accuracy_drop: float) -> CompressionResult:
+                 accuracy: tuple[float | None, float | None], max_accuracy_drop: float,
+                 skipped: Sequence[SkippedLayer] = ()) -> CompressionResult:
     """Assemble the table, totals, findings and figures of one compression."""
     by_name = {s.name: s for s in spectra}
     rows = [_row(name, module, by_name.get(name), ranks.get(name, KEEP_DENSE)) for name, module in layers.items()]
-    totals = {"params_before": sum(int(r["params_before"]) for r in rows),  # type: ignore[call-overload]
-              "params_after": sum(int(r["params_after"]) for r in rows),  # type: ignore[call-overload]
-              "model_params_before": model_params_before, "model_params_after": count_params(model)}
+    rows.extend(_skipped_row(skip) for skip in skipped)
+    modules = [*layers.values(), *(skip.module for skip in skipped)]
+    # A compressed layer's weight is never shared (tied layers are skipped), so its savings are exact.
+    totals = {**_layer_totals(rows, modules), "model_params_before": model_params_before,
+              "model_params_after": count_params(model)}
     table = Table.from_records("compress.layers", rows,
                                caption="Errors are relative (Frobenius); output error is measured on the "
                                        "calibration inputs; rank None = kept dense.")
-    findings = _findings(rows, totals, mode, value, budget_met)
+    findings = _findings(rows, skipped, totals, mode, value, budget_met)
     before, after = accuracy
     if before is not None and after is not None:
         findings.append(_accuracy_finding(float(before), float(after), max_accuracy_drop))

@@ -11,9 +11,10 @@ from typing import Any
 from torch import nn
 
 from dldebug.compress.calibration import CalibData
-from dldebug.compress.compress_layers import apply_ranks, find_layers, plan_layers
+from dldebug.compress.compress_layers import apply_ranks, plan_layers
 from dldebug.compress.ranks import ranks_by_param_ratio
-from dldebug.compress.result import count_params
+from dldebug.compress.result import count_params, skip_finding
+from dldebug.compress.selection import SkippedLayer, select_layers
 from dldebug.compress.spectrum import LayerSpectrum
 from dldebug.compress.svd import SvdMethod
 from dldebug.errors import ConfigError
@@ -41,11 +42,14 @@ class SizeAccuracyCurve:
     Attributes:
         original: the uncompressed model's point.
         points: compressed points, largest budget first.
+        max_accuracy_drop: the tolerance of :meth:`smallest_within` and the figure.
+        skipped: linear layers kept dense in every point (tied weights, unsupported types).
     """
 
     original: SizePoint
     points: tuple[SizePoint, ...]
     max_accuracy_drop: float
+    skipped: tuple[SkippedLayer, ...] = ()
 
     def smallest_within(self, max_drop: float | None = None) -> SizePoint:
         """The smallest model whose accuracy is within ``max_drop`` of the original (the original if none)."""
@@ -91,7 +95,8 @@ class SizeAccuracyCurve:
              "param_ratio": best.param_ratio, "accuracy": best.accuracy,
              "original_accuracy": self.original.accuracy, "drop": drop},
             fix=f"compress_linear_layers(model, param_ratio={best.param_ratio:g}, ...)", lesson=7)
-        return Report([finding], title="Accuracy vs size", tables=(self.table,), figures=(self.figure,))
+        skips = [skip_finding(skip) for skip in self.skipped]
+        return Report([finding, *skips], title="Accuracy vs size", tables=(self.table,), figures=(self.figure,))
 
 
 def accuracy_vs_size(
@@ -126,7 +131,7 @@ def accuracy_vs_size(
     if data_aware and calib_data is None:
         raise ConfigError("data_aware=True needs calib_data=... (a batch of typical inputs).")
     work = copy.deepcopy(model)
-    chosen = find_layers(work, layers)
+    chosen, skipped = select_layers(work, layers)
     use_data = calib_data is not None if data_aware is None else data_aware
     spectra = plan_layers(work, chosen, calib_data=calib_data, data_aware=use_data, method=method)
     original = SizePoint(1.0, count_params(model), float(eval_fn(model)), {})
@@ -136,8 +141,7 @@ def accuracy_vs_size(
         clone, cloned_spectra = _clone(work, spectra)
         compressed = apply_ranks(clone, cloned_spectra, ranks)
         points.append(SizePoint(ratio, count_params(compressed), float(eval_fn(compressed)), ranks))
-    return SizeAccuracyCurve(original, tuple(points), max_accuracy_drop)
-
+    return SizeAccuracyCurve(original, tuple(points), max_accuracy_drop, tuple(skipped))
 
 
 def _clone(work: nn.Module, spectra: list[LayerSpectrum]) -> tuple[nn.Module, list[LayerSpectrum]]:

@@ -24,6 +24,7 @@ from dldebug.labels.inputs import as_labels, as_predicted_indices, resolve_sizes
 from dldebug.labels.names import compare_class_names, name_findings
 from dldebug.labels.stats import HeldOut, best_mapping, confusion_matrix, cross_fit, mutual_dominance
 from dldebug.labels.verdict import Evidence, alignment_report
+from dldebug.model_io import OutputSpec
 
 __all__ = ["LabelAlignment", "check_label_alignment"]
 
@@ -106,17 +107,21 @@ def check_label_alignment(
     model_classes: Sequence[str] | None = None,
     alpha: float = 1e-3,
     seed: int = 0,
+    output: OutputSpec = None,
 ) -> LabelAlignment:
     """Check that a model's class indices mean the same classes as a data set's labels.
 
     Args:
-        predictions: (N, M) logits or probabilities, or (N,) predicted model indices (numpy or torch).
+        predictions: (N, M) logits or probabilities, or (N,) predicted model indices (numpy or torch),
+            or a model's structured output holding the logits (a Hugging Face ``ImageClassifierOutput``).
         labels: (N,) data-set labels in ``[0, num_classes)``.
         num_classes: number of data-set classes (default: ``len(dataset_classes)`` or ``max(labels) + 1``).
         dataset_classes: the data set's class names, label order (e.g. :func:`folder_classes`).
         model_classes: the model's own class names, output order; enables the name-level check.
         alpha: significance level of the held-out test; a misalignment needs ``p < alpha``.
         seed: seed of the two-fold split used by the held-out test.
+        output: which tensor of a structured ``predictions`` holds the logits (a key/attribute name, an
+            index or a callable; default ``logits``, else the first tensor).
 
     Returns:
         A :class:`LabelAlignment`; ``result.report`` holds the findings.
@@ -137,7 +142,7 @@ def check_label_alignment(
     """
     if not 0.0 < alpha < 1.0:
         raise InputError(f"alpha must lie in (0, 1); got {alpha!r}.")
-    predicted, outputs = as_predicted_indices(predictions)
+    predicted, outputs = as_predicted_indices(predictions, output)
     truth = as_labels(labels)
     sizes = resolve_sizes(predicted, outputs, truth, num_classes, dataset_classes, model_classes)
     k, m = sizes

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from dldebug.errors import FileFormatError, InputError
+from dldebug.model_io import OutputSpec, call_model, parameters_device, select_output
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFolder", "folder_classes", "load_images", "predict_logits", "scan_image_folder"]
 
+_TOOL = "predict_logits"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
@@ -143,8 +145,12 @@ def load_images(files: Sequence[Path], *, size: tuple[int, int] | None = None, g
     return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
 
 
-def _runner(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
-    """A function from an image batch to (batch, classes) logits, for torch or ONNX models."""
+def _runner(model: Any, output: OutputSpec) -> Callable[[torch.Tensor], np.ndarray]:
+    """A function from an image batch to (batch, classes) logits, for torch or ONNX models.
+
+    The tensor read from the model's output is the one :func:`dldebug.model_io.select_output` picks:
+    ``logits`` (a Hugging Face ``ImageClassifierOutput``), else the first tensor, or ``output``.
+    """
     from dldebug.io import OnnxModel
 
     if isinstance(model, OnnxModel):
@@ -153,17 +159,26 @@ def _runner(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
             raise InputError(f"the ONNX model has {len(names)} inputs {names}; the label check feeds one image "
                              "batch.")
         session = model.session()
-        return lambda batch: np.asarray(session.run(None, {names[0]: batch.numpy()})[0])
+        output_names = [o.name for o in session.get_outputs()]
 
-    first = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    device = first.device if first is not None else torch.device("cpu")
+        def run_onnx(batch: torch.Tensor) -> np.ndarray:
+            values = session.run(None, {names[0]: batch.numpy()})
+            named = {name: torch.from_numpy(np.asarray(v)) for name, v in zip(output_names, values, strict=True)}
+            return select_output(named, output, tool=_TOOL).float().numpy()
+        return run_onnx
+
+    device = parameters_device(model) if isinstance(model, torch.nn.Module) else torch.device("cpu")
 
     def run_torch(batch: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            result = model(batch.to(device))
-        if isinstance(result, (tuple, list)):
-            result = result[0]
-        return result.detach().float().cpu().numpy()
+        try:
+            with torch.no_grad():
+                result = call_model(model, batch.to(device))
+        except Exception as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{_TOOL}: the model failed on a batch of images of shape {tuple(batch.shape)}: "
+                             f"{type(exc).__name__}: {detail}. Match the preprocessing to the model: image size "
+                             "(size=(H, W), CLI --size), channels (grayscale / RGB), mean and std.") from None
+        return select_output(result, output, tool=_TOOL).detach().float().cpu().numpy()
 
     return run_torch
 
@@ -171,27 +186,36 @@ def _runner(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
 def _checked(output: np.ndarray, batch_size: int) -> np.ndarray:
     if output.ndim != 2 or output.shape[0] != batch_size:
         raise InputError(f"the model returned shape {tuple(output.shape)} for a batch of {batch_size} images; "
-                         "expected (batch, classes) logits.")
+                         "expected (batch, classes) logits. If the model returns several tensors, name the "
+                         "logits with output= (CLI: --output NAME).")
     return output
 
 
 def predict_logits(model: Any, files: Sequence[Path], *, batch_size: int = 64,
-                   progress: Callable[[int, int], None] | None = None, **preprocess: Any) -> np.ndarray:
+                   progress: Callable[[int, int], None] | None = None, output: OutputSpec = None,
+                   **preprocess: Any) -> np.ndarray:
     """Run ``model`` (an ``nn.Module`` or a :class:`dldebug.io.OnnxModel`) over image files, in batches.
 
     Args:
-        model: returns (batch, classes) logits for a (batch, C, H, W) float32 tensor.
+        model: called on a (batch, C, H, W) float32 tensor; returns (batch, classes) logits, or a
+            structured output holding them (a Hugging Face ``ImageClassifierOutput``, a tuple, a dict).
         files: the images, e.g. ``scan_image_folder(root).files``.
         batch_size: images per forward pass.
         progress: called with (images done, total) after each batch.
+        output: which tensor of a structured output holds the logits: a key/attribute name, an index,
+            or a callable (default: ``logits``, else the first tensor; for ONNX, output names).
         preprocess: ``size``, ``grayscale``, ``mean``, ``std`` for :func:`load_images`.
 
     Returns:
         (N, classes) float32 logits.
+
+    Raises:
+        InputError: a bad batch size, no images, an output without a (batch, classes) tensor.
+        FileFormatError: an unreadable image.
     """
-    if batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
-    run = _runner(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    run = _runner(model, output)
     outputs = []
     for start in range(0, len(files), batch_size):
         batch = load_images(files[start:start + batch_size], **preprocess)

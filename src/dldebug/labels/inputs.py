@@ -6,13 +6,15 @@ wrong, what was received and how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from dldebug.errors import InputError
+from dldebug.model_io import OutputSpec, select_output
 
 __all__ = ["as_labels", "as_predicted_indices", "resolve_sizes"]
 
@@ -48,14 +50,27 @@ def _integral(array: np.ndarray, what: str) -> np.ndarray:
     return result
 
 
-def as_predicted_indices(predictions: Any) -> tuple[np.ndarray, int | None]:
+def _structured(value: Any) -> bool:
+    """A model's structured output (a ModelOutput, a dict, a dataclass), not an array-like."""
+    return isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+def as_predicted_indices(predictions: Any, output: OutputSpec = None) -> tuple[np.ndarray, int | None]:
     """Predicted model indices, and the number of model outputs when logits were given.
+
+    ``predictions`` may be what the model returned: a structured output (a Hugging Face
+    ``ImageClassifierOutput``, a dict) is read with :func:`dldebug.model_io.select_output`
+    (``logits`` by default, or ``output``); ``output`` also picks from a tuple.
 
     Example:
         >>> idx, outputs = as_predicted_indices(np.array([[0.1, 0.9], [2.0, -1.0]]))
         >>> idx.tolist(), outputs
         ([1, 0], 2)
+        >>> as_predicted_indices({"logits": torch.tensor([[0.0, 1.0]])})[0].tolist()
+        [1]
     """
+    if output is not None or _structured(predictions):
+        predictions = select_output(predictions, output, tool="check_label_alignment")
     array = _as_array(predictions, "predictions")
     if array.ndim == 1:
         return _integral(array, "predictions"), None

@@ -5,15 +5,20 @@ exponentially; the loss-vs-lr curve is smoothed with a running median (so a
 single spike cannot move it), the run stops at divergence (a non-finite loss or
 a smoothed loss far above its best), and the suggestion is drawn from the
 stable descending region only. The spread of the suggestion over several
-smoothing windows is reported as its uncertainty. The model, the optimizer and
-the RNG state are restored exactly afterwards.
+smoothing windows is reported as its uncertainty. The model (parameters, buffers,
+gradients, train/eval flags), the optimizer and the RNG states are restored exactly
+afterwards.
+
+Batches go through :mod:`dldebug.model_io`: ``(inputs, targets)`` pairs, or dicts of keyword
+arguments (Hugging Face style, targets under ``"labels"``); with ``loss_fn=None`` the model
+computes its own loss (``outputs.loss``), else ``loss_fn(select_output(outputs, output), targets)``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from dldebug.errors import InputError
+from dldebug.errors import DldebugError, InputError
 from dldebug.findings import Figure, Finding, Report, Series, Severity, Span
+from dldebug.model_io import Batch, LossFn, OutputSpec, describe, model_loss, parameters_device
+
+_TOOL = "lr_range_test"
 
 _DIVERGE_FACTOR = 4.0  # stop once the smoothed loss exceeds 4x its best (after a descent)
 _WINDOWS = (0.03, 0.05, 0.08)  # smoothing windows as fractions of the run, for the uncertainty
@@ -51,14 +59,24 @@ class LRRangeResult:
     report: Report
 
 
-def _batches(loader: Iterable[Any]) -> Iterator[Any]:
+def _check_loader(loader: Any) -> None:
+    """Refuse one batch given where an iterable of batches is expected (iterating it would split it)."""
+    one_batch = (isinstance(loader, (torch.Tensor, Mapping))
+                 or (isinstance(loader, tuple) and loader and all(isinstance(t, torch.Tensor) for t in loader)))
+    if one_batch or isinstance(loader, (str, bytes)) or not isinstance(loader, Iterable):
+        raise InputError(f"{_TOOL}: loader must be an iterable of batches (a DataLoader, a list of (inputs, "
+                         f"targets) pairs or of dicts); got {describe(loader)}. For one batch, pass [batch].")
+
+
+def _batches(loader: Iterable[Any], loss_fn: LossFn | None) -> Iterator[Batch]:
     while True:
         produced = False
         for batch in loader:
             produced = True
-            yield batch
+            yield Batch.from_user(batch, loss_fn=loss_fn, tool=_TOOL)
         if not produced:
-            raise InputError("the loader produced no batch; give an iterable of (inputs, targets) batches.")
+            raise InputError(f"{_TOOL}: the loader produced no batch; give an iterable of (inputs, targets) "
+                             "batches or of dicts of keyword arguments.")
 
 
 def running_median(values: np.ndarray, window: int) -> np.ndarray:
@@ -86,38 +104,66 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray, window: int) -> float | None:
 
 
 def _restore_point(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-    model_state = copy.deepcopy(model.state_dict())
+    """A function that puts the model, the optimizer and the RNGs back exactly as they are now.
+
+    Parameters and buffers (non-persistent ones too) are copied back in place, so references the
+    user holds (an optimizer, a tied weight) stay valid.
+    """
+    tensors = {id(t): (t, t.detach().clone()) for t in (*model.parameters(), *model.buffers())}
     optim_state = copy.deepcopy(optimizer.state_dict())
-    grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
-    training = {name: m.training for name, m in model.named_modules()}
+    grads = {id(p): None if p.grad is None else p.grad.detach().clone() for p in model.parameters()}
+    training = [(m, m.training) for m in model.modules()]
     rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
     def restore() -> None:
-        model.load_state_dict(model_state)
+        with torch.no_grad():
+            for tensor, saved in tensors.values():
+                tensor.copy_(saved)
         optimizer.load_state_dict(optim_state)
-        for name, p in model.named_parameters():
-            p.grad = grads[name]
-        for name, m in model.named_modules():
-            m.train(training[name])
+        for p in model.parameters():
+            p.grad = grads[id(p)]
+        for module, flag in training:
+            module.train(flag)
         torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
 
     return restore
 
 
-def _run(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[..., torch.Tensor],
-         optimizer: torch.optim.Optimizer, lrs: np.ndarray) -> tuple[list[float], float | None]:
+def _step_loss(model: nn.Module, batch: Batch, loss_fn: LossFn | None, output: OutputSpec,
+               first: bool) -> torch.Tensor:
+    """The loss of one step; a failure on the first batch becomes one InputError describing it."""
+    try:
+        return model_loss(model, batch, loss_fn, output=output, tool=_TOOL)[0]
+    except DldebugError:
+        raise
+    except Exception as exc:
+        if not first:
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{_TOOL}: the first training step failed on the batch {describe(batch.inputs)} "
+                         f"(targets: {describe(batch.targets)}): {type(exc).__name__}: {detail}. Give batches "
+                         "the model takes: (inputs, targets) pairs for loss_fn(output, targets), or dicts of "
+                         "keyword arguments with 'labels' (and loss_fn=None for the model's own loss).") from None
+
+
+def _run(model: nn.Module, loader: Iterable[Any], loss_fn: LossFn | None, optimizer: torch.optim.Optimizer,
+         lrs: np.ndarray, output: OutputSpec) -> tuple[list[float], float | None]:
     ratios = [g["lr"] / optimizer.param_groups[0]["lr"] if optimizer.param_groups[0]["lr"] else 1.0
               for g in optimizer.param_groups]
     losses: list[float] = []
     best = math.inf
     model.train()
-    batches = _batches(loader)
+    device = parameters_device(model)
+    batches = _batches(loader, loss_fn)
     for lr in lrs:
         for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
             group["lr"] = float(lr) * ratio
-        inputs, targets = next(batches)[:2]
+        batch = next(batches).to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), targets)
+        loss = _step_loss(model, batch, loss_fn, output, first=not losses)
         value = float(loss.detach())
         losses.append(value)
         if not math.isfinite(value):
@@ -136,38 +182,47 @@ def _run(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[..., torch.T
 def lr_range_test(
     model: nn.Module,
     loader: Iterable[Any],
-    loss_fn: Callable[..., torch.Tensor],
+    loss_fn: LossFn | None,
     optimizer: torch.optim.Optimizer,
     *,
     start: float = 1e-7,
     end: float = 10,
     steps: int = 100,
+    output: OutputSpec = None,
 ) -> LRRangeResult:
     """Sweep the learning rate exponentially from ``start`` to ``end`` and suggest one.
 
     Args:
-        model: the model to train (restored exactly afterwards).
-        loader: an iterable of ``(inputs, targets)`` batches; cycled if shorter than ``steps``.
-        loss_fn: ``loss_fn(model(inputs), targets) -> scalar``.
+        model: the model to train (restored exactly afterwards: parameters, buffers, gradients,
+            train/eval flags).
+        loader: an iterable of batches, cycled if shorter than ``steps``: ``(inputs, targets)``
+            pairs (``(*inputs, targets)`` for several inputs), or dicts of keyword arguments with the
+            targets under ``"labels"`` (a DataLoader over a Hugging Face data set).
+        loss_fn: ``loss_fn(output, targets) -> scalar``; None: the model computes its own loss
+            (``outputs.loss``, e.g. a Hugging Face model given ``labels``).
         optimizer: an optimizer over ``model``'s parameters (restored afterwards).
         start, end: the learning-rate range, ``0 < start < end``.
         steps: number of training steps (>= 10).
+        output: which tensor of a structured model output ``loss_fn`` gets (a key/attribute name, an
+            index or a callable; default ``logits``, else the first tensor).
 
     Returns:
         An :class:`LRRangeResult`; ``.report`` holds ``lr.range_suggestion`` or
         ``lr.range_no_descent`` and the curve.
 
     Raises:
-        InputError: a bad range or step count, or an empty loader.
+        InputError: a bad range or step count, a loader that is one batch or empty, or a batch the
+            model cannot take (one message naming what was received).
     """
     if not (0 < start < end and math.isfinite(end)):
         raise InputError(f"Expected 0 < start < end; got start={start!r}, end={end!r}.")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
         raise InputError(f"steps must be an integer >= 10; got {steps!r}.")
+    _check_loader(loader)
     lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
     restore = _restore_point(model, optimizer)
     try:
-        losses, stopped_at = _run(model, loader, loss_fn, optimizer, lrs)
+        losses, stopped_at = _run(model, loader, loss_fn, optimizer, lrs, output)
     finally:
         restore()
     return _judge(lrs[: len(losses)], np.asarray(losses, dtype=float), stopped_at)
