@@ -137,10 +137,10 @@ def _status_html(report: Report) -> str:
     return f'<p class="ok">No problem found{where}.</p>'
 
 
-def _body_html(report: Report, page: _Page, *, depth: int, shown: frozenset[int]) -> str:
+def _body_html(report: Report, page: _Page, *, depth: int, shown: frozenset[int], status: bool = True) -> str:
     parts = [_lesson_html(n) for n in report.lessons if n not in shown]
     shown = shown | set(report.lessons)
-    if not report.sections or nothing_to_say(report):
+    if status and (not report.sections or nothing_to_say(report)):
         parts.append(_status_html(report))
     parts += [_findings_html(report.own_findings), _checks_html(report.checks)]
     parts += [_figure_html(fig, page) for fig in report.figures]
@@ -210,7 +210,7 @@ def render_html(report: Report) -> str:
         page.section_ids[id(overview)] = "main"
         shown = frozenset(report.lessons) if report.sections else frozenset()
         main = (f'<section class="report" id="main" aria-labelledby="main-h"><h2 id="main-h">Findings and '
-                f'evidence</h2>{_body_html(overview, page, depth=0, shown=shown)}</section>')
+                f'evidence</h2>{_body_html(overview, page, depth=0, shown=shown, status=False)}</section>')
     sections = "".join(_section_html(s, page, depth=0, shown=frozenset()) for s in report.sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

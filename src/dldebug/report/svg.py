@@ -29,7 +29,7 @@ _RC: dict[str, Any] = {
     "axes.linewidth": 0.8,
 }
 _LABEL_SIZE = 9.5
-_MAX_LANES = 6
+_MAX_LANES = 4
 _LANE_GAP_PX = 6.0
 _MAX_ANNOTATED_CELLS = 12
 
