@@ -91,3 +91,23 @@ def test_show_html_is_the_report_renderer(tmp_path: Path, full_report: Report,
     assert main(["show", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").read_text() == Report.from_json((tmp_path / "r.json").read_text()).to_html()
     assert "HTML report written to" in capsys.readouterr().out
+
+
+def test_the_demo_runs_on_one_thread_and_restores_the_setting(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    seen: list[int] = []
+
+    def record(_ctx: object) -> Report:
+        seen.append(torch.get_num_threads())
+        return Report(title="recorded")
+
+    monkeypatch.setattr(training_scenario, "scenario", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_demo(tmp_path, scenarios=["training"])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
