@@ -55,9 +55,10 @@ def command(
     exercised = report.meta.get("lessons_exercised", [])
     missing = report.meta.get("lessons_not_exercised", [])
     console.print(f"Lessons exercised: {', '.join(map(str, exercised)) or 'none'}"
-                  + (f"; not exercised: {', '.join(map(str, missing))}" if missing else " (all eleven)"))
+                  + (f"; not exercised: {', '.join(map(str, missing))}" if missing else " (all eleven)"),
+                  soft_wrap=True)
     console.print(f"Report written to {out / 'index.html'} and {out / 'report.json'} "
-                  f"in {time.perf_counter() - start:.1f} s")
+                  f"in {time.perf_counter() - start:.1f} s", soft_wrap=True)
     failed = report.meta.get("failed", [])
     if failed:
         err_console.print(Text.assemble(("internal error: ", "bold red"),
