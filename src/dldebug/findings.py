@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from dldebug.errors import FileFormatError, InputError
 from dldebug.evidence import (
@@ -293,11 +293,23 @@ class Report:
     def from_json(cls, text: str) -> Report:
         return cls.from_dict(loads_strict(text, what="dldebug JSON report"))
 
-    def to_html(self, path: str | Path) -> Path:
-        """Write one self-contained HTML file (plots inline) atomically; returns the path."""
-        from dldebug.report.html import write_html
+    @overload
+    def to_html(self, path: None = None) -> str: ...
 
-        return write_html(self, path)
+    @overload
+    def to_html(self, path: str | Path) -> Path: ...
+
+    def to_html(self, path: str | Path | None = None) -> str | Path:
+        """The self-contained HTML report (plots inline): written atomically to ``path``, or returned as text.
+
+        Every CLI ``--html`` and ``dldebug demo`` use this renderer.
+
+        Returns:
+            The path written, or the HTML document when ``path`` is None.
+        """
+        from dldebug.report.html import render_html, write_html
+
+        return render_html(self) if path is None else write_html(self, path)
 
     def save_json(self, path: str | Path) -> Path:
         """Write the JSON atomically; returns the path."""
@@ -313,8 +325,61 @@ class Report:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        counts = {s.value: len(self.filter(severity=s)) for s in Severity}
-        return (f"Report(title={self.title!r}, findings={len(self.findings)} "
-                f"(error={counts['error']}, warning={counts['warning']}, info={counts['info']}), "
-                f"tables={len(self._all('tables'))}, figures={len(self._all('figures'))})")
+        return self.summary()
 
+    def summary(self, *, limit: int = 15, width: int = 110) -> str:
+        """A few lines a person reads: the counts, then each finding (worst first) as severity, id, message.
+
+        Args:
+            limit: at most this many findings are listed; the rest are counted.
+            width: messages longer than this are cut with "...".
+
+        Example:
+            >>> r = Report([Finding("loss.stuck", "error", "loss did not fall")], title="curve", meta={"points": 50})
+            >>> print(r)
+            Report 'curve': 1 finding (1 error) in 50 points
+              ERROR    loss.stuck  loss did not fall
+            >>> print(Report(title="monitor", meta={"steps_observed": 500}))
+            Report 'monitor': no problem found in 500 steps
+        """
+        findings = sorted(self.findings, key=lambda f: -f.severity.rank)
+        counts = ", ".join(f"{n} {s.value}" for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+                           if (n := sum(f.severity is s for f in findings)))
+        steps = self.step_count
+        where = f" in {steps[0]:,} {steps[1]}" if steps else ""
+        if not any(f.severity >= Severity.WARNING for f in findings):
+            head = f"no problem found{where}" + (f" ({counts})" if counts else "")
+        else:
+            head = f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({counts}){where}"
+        extras = [f"{n} {name}{'s' if n != 1 else ''}" for n, name in (
+            (len(self._all("tables")), "table"), (len(self._all("figures")), "figure"),
+            (len(self.sections), "section")) if n]
+        lines = [f"Report {self.title!r}: {head}" + (f"; {', '.join(extras)}" if extras else "")]
+        pad = min(max((len(f.check) for f in findings[:limit]), default=0), 32)
+        for f in findings[:limit]:
+            message = f.message if len(f.message) <= width else f.message[:width - 3] + "..."
+            lines.append(f"  {f.severity.value.upper():<8} {f.check:<{pad}}  {message}")
+        if len(findings) > limit:
+            lines.append(f"  ... and {len(findings) - limit} more (report.findings)")
+        return "\n".join(lines)
+
+    @property
+    def step_count(self) -> tuple[int, str] | None:
+        """(count, unit) of the training steps or curve points this report is about, from its meta."""
+        for key, unit in (("steps_observed", "steps"), ("steps", "steps"), ("points", "points")):
+            value = self.meta.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value, unit
+        return None
+
+    @property
+    def lessons(self) -> tuple[int, ...]:
+        """The lesson numbers this report (and its sections) covers: its findings' and ``meta["lessons"]``."""
+        found = {f.lesson for f in self.findings if f.lesson is not None}
+        stack = [self]
+        while stack:
+            report = stack.pop()
+            declared = report.meta.get("lessons") or []
+            found.update(int(n) for n in declared if isinstance(n, int) and 1 <= n <= 11)
+            stack.extend(report.sections)
+        return tuple(sorted(found))

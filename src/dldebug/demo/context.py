@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,8 @@ class DemoContext:
     """Shared state of one ``dldebug demo`` run.
 
     Scenarios call :meth:`baseline` for the healthy digits CNN (trained once,
-    then shared) and must not modify it: copy it first.
+    then shared) and must not modify it: copy it first. A scenario with several
+    parts calls :meth:`advance` after each, so its progress bar moves.
     """
 
     out_dir: Path
@@ -25,6 +27,12 @@ class DemoContext:
     data: DigitsData = field(default_factory=load_digits_data)
     timings: dict[str, float] = field(default_factory=dict)
     _baseline: tuple[DigitsCNN, TrainHistory] | None = None
+    on_progress: Callable[[float], None] | None = None
+
+    def advance(self, done: int, total: int) -> None:
+        """Tell the progress bar that ``done`` of the scenario's ``total`` parts are finished."""
+        if self.on_progress is not None and total > 0:
+            self.on_progress(min(max(done / total, 0.0), 1.0))
 
     def baseline(self) -> tuple[DigitsCNN, TrainHistory]:
         """The healthy digits CNN (Adam, lr 1e-3, batch 64) and its training history."""

@@ -9,7 +9,11 @@ The builders are reused by the tests.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -101,12 +105,35 @@ def port_to_torch(keras_model: Any, *, bn_eps: float = 1e-3, leaky_slope: float 
     return result
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what TensorFlow's C++ runtime writes to file descriptor 2 while it is first imported.
+
+    Its start-up lines (oneDNN, "no CUDA drivers") bypass Python and every log-level variable;
+    Python exceptions still propagate as usual.
+    """
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def scenario(ctx: Any) -> Report:
     """Compare the Keras CNN with its buggy port, then with the fixed port."""
     from dldebug.compare import compare_models
 
     start = time.perf_counter()
-    keras = require("tf_keras", extra="keras", feature="the keras_port demo scenario")
+    with _quiet_native_stderr():
+        keras = require("tf_keras", extra="keras", feature="the keras_port demo scenario")
+        keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])  # the runtime logs once more on first use
     import_s = time.perf_counter() - start
     keras_model = build_keras_cnn(keras, seed=getattr(ctx, "seed", 0))
     buggy = compare_models(keras_model, port_to_torch(keras_model, bn_eps=1e-5))

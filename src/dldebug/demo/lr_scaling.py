@@ -39,7 +39,9 @@ def scenario(ctx: DemoContext) -> Report:
     epochs = 10 if ctx.quick else 20
     scaled = scale_lr(BASE_LR, BASE_BATCH, BIG_BATCH, rule="linear", optimizer="sgd")
     steps_a, loss_a, acc_a = _run(ctx, BASE_LR, 0, epochs)
+    ctx.advance(1, 3)
     steps_b, loss_b, acc_b = _run(ctx, scaled.lr, 10, epochs)
+    ctx.advance(2, 3)
     finding = Finding(
         "lr.batch_changed", Severity.WARNING if acc_a < acc_b else Severity.INFO,
         f"batch {BASE_BATCH} -> {BIG_BATCH} with the old lr {BASE_LR:g}: test accuracy {acc_a:.1%} after {epochs} "

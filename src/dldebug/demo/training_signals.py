@@ -99,14 +99,16 @@ def _section(run: SignalRun, history: TrainHistory, report: Report) -> Report:
     findings = [Finding(f.check, f.severity, f"{run.name}: {f.message}", f.evidence, f.fix, f.lesson)
                 for f in report.findings]
     return Report(findings, title=run.title, figures=(figure,),
-                  meta={"final_loss": history.losses[-1], "test_accuracy": history.test_accuracy[-1]})
+                  meta={"final_loss": history.losses[-1], "test_accuracy": history.test_accuracy[-1],
+                        "steps_observed": report.meta.get("steps_observed", len(history.losses))})
 
 
 def scenario(ctx: DemoContext) -> Report:
     """Train the six runs and show each one's curve with the monitor's findings."""
     sections, rows = [], []
-    for run in RUNS:
+    for done, run in enumerate(RUNS, start=1):
         history, report = run_signal(run, ctx.data, seed=ctx.seed)
+        ctx.advance(done, len(RUNS))
         serious = sorted({f.check for f in report.findings if f.severity.rank >= 1})
         seen = sorted({f.check for f in report.findings})
         matched = any(report.has(c) for c in run.expect) if run.expect else not serious
