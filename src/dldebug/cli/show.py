@@ -19,6 +19,9 @@ def command(
     """Print a saved report.json as a table (or convert it with --html)."""
     from dldebug.findings import Report
 
+    if report_json.is_dir():
+        raise FileFormatError("is a folder, expected a report.json file (e.g. dldebug-report/report.json).",
+                              path=report_json)
     if not report_json.is_file():
         raise FileFormatError("report file not found.", path=report_json)
     try:
