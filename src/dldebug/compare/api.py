@@ -111,7 +111,7 @@ def _feed(pair: LayerPair, flatten_shapes: list[Any]) -> list[np.ndarray]:
     b_inputs = pair.b_feed.inputs or ([pair.b_feed.input] if pair.b_feed.input is not None else [])
     fed = []
     for a_in, b_in in zip(a_inputs, b_inputs, strict=False):
-        view = best_view(a_in, pair.a_feed.layout, pair.b_feed.layout, b_in, flatten_shapes)
+        view = best_view(a_in, pair.a_feed.layout, pair.b_feed.layout, b_in, flatten_shapes, reshape=True)
         if view is None:
             break
         fed.append(view[1])

@@ -82,8 +82,12 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def best_view(x: np.ndarray, source: Layout, target: Layout, like: np.ndarray,
-              flatten_shapes: Sequence[tuple[tuple[int, ...], Layout]] = ()) -> tuple[str, np.ndarray] | None:
+              flatten_shapes: Sequence[tuple[tuple[int, ...], Layout]] = (), *,
+              reshape: bool = False) -> tuple[str, np.ndarray] | None:
     """The view of ``x`` closest to ``like`` (same shape); singleton axes may differ ((N, C, 1, 1) vs (N, C)).
+
+    ``reshape=True`` (shadow feeds) also accepts a plain reshape to ``like``'s shape as a last resort:
+    an exporter may put a head-merging ``Reshape`` inside the next layer's scope.
 
     Returns:
         ``(transform name, array)``, or None when no view has ``like``'s shape.
@@ -98,6 +102,8 @@ def best_view(x: np.ndarray, source: Layout, target: Layout, like: np.ndarray,
     if not candidates:
         candidates = [(f"{n}, squeezed", v.reshape(like.shape)) for n, v in all_views
                       if v.ndim and _squeezed(v.shape) == _squeezed(like.shape)]
+    if not candidates and reshape and x.size == like.size and x.shape[:1] == like.shape[:1]:
+        candidates = [("reshaped", x.reshape(like.shape))]
     if not candidates:
         return None
     if len(candidates) == 1 or not like.size:
