@@ -128,8 +128,9 @@ def _shadow_outputs(runner: Runner, x: ModelInputs, pairs: list[LayerPair],
             feeds[pair.b_feed.name] = fed
             if pair.b is not pair.b_feed:
                 spans[pair.b_feed.name] = pair.b.name
-    try:
-        return runner.run_layers(x, feeds, spans)
+    wanted = {spans.get(name, name) for name in feeds}
+    try:  # torch runners return every layer; only the fed ones are isolated
+        return {k: v for k, v in runner.run_layers(x, feeds, spans).items() if k in wanted}
     except Exception as exc:
         raise InputError(f"shadow mode could not run model b's layers on a's inputs: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None

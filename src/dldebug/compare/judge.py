@@ -44,8 +44,8 @@ def _measure(row: LayerComparison, out_a: np.ndarray, out_b: np.ndarray, layout_
 def _inputs_agree(pair: LayerPair, flatten_shapes: FlattenShapes, rtol: float, atol: float) -> bool:
     """Do the propagated inputs already agree (or does b's layer read only constants)?"""
     a_in, b_in = pair.a_feed.input, pair.b_feed.input
-    if b_in is None and pair.b.output is not None and not pair.b_feed.inputs:
-        return True  # e.g. an embedding of constant position ids: nothing upstream can reach it
+    if b_in is None and pair.b.output is not None and pair.b_feed.framework == "onnx" and not pair.b_feed.inputs:
+        return True  # an ONNX layer reading only constants (position ids): nothing upstream can reach it
     if a_in is None or b_in is None:
         return False
     if a_in.dtype.kind in "iub" or b_in.dtype.kind in "iub":
