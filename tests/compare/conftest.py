@@ -115,8 +115,13 @@ def to_onnx() -> Any:
 
     def convert(model: Any, nchw: bool = False) -> Any:
         spec = (tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input"),)
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17,
-                                              inputs_as_nchw=["input"] if nchw else None)
+        nchw_inputs = ["input"] if nchw else None
+        try:
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, inputs_as_nchw=nchw_inputs)
+        except KeyError:  # tf2onnx 1.17 cannot read a Keras 3 Sequential's input names: trace a function
+            function = tf.function(lambda x: model(x, training=False))
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=17,
+                                                     inputs_as_nchw=nchw_inputs)
         return proto
     return convert
 
