@@ -129,7 +129,8 @@ class Comparison:
 
     def layers_table(self, width: int | None = None) -> Table:
         """The per-layer table; with ``width`` (terminal columns) only the columns that fit, names shortened."""
-        columns, rows = _COLUMNS, [r.row() for r in self.rows]
+        columns: tuple[str, ...] = _COLUMNS
+        rows = [r.row() for r in self.rows]
         if width is not None and width < 160:
             keep = _NARROW if width >= 100 else _NARROWEST
             index = [_COLUMNS.index(c) for c in keep]
