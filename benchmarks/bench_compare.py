@@ -10,7 +10,16 @@ run, as CLI subprocesses (wall time including interpreter start-up and imports),
   (both sides: PyTorch hooks + ORT all-layer outputs + pairing + metrics + report)
 
 and, in-process (imports excluded), ``compare_models`` vs a direct onnxruntime run with every node output
-exposed. Run: ``.venv/bin/python benchmarks/bench_compare.py [--repeats 5]``.
+exposed.
+
+Real ports (issue 15), in-process, imports and exports excluded: ``compare_models(a, onnx)`` (both runs +
+matching + metrics) against Polygraphy's ``Comparator.run`` of the ONNX model with every output marked
+(``ModifyOutputs(MARK_ALL)``, ORT side only, session creation included in both), on
+
+* MobileNetV2 (tf_keras, alpha 0.35, 96x96, weights=None, BN statistics randomised) vs its tf2onnx export;
+* tiny BERT (``dldebug.demo.tiny_hf``) vs its dynamo ONNX export, ``{"input_ids", "attention_mask"}`` int64.
+
+Run: ``.venv/bin/python benchmarks/bench_compare.py [--repeats 5] [--ports-only]``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,6 +139,76 @@ def _in_process(folder: Path, x: np.ndarray, repeats: int) -> dict[str, float]:
     return out
 
 
+def _mobilenet() -> tuple[Any, Any, np.ndarray]:
+    import tensorflow as tf
+    import tf2onnx
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            shape = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 1.5, shape).astype("f"), rng.normal(0, 0.2, shape).astype("f"),
+                               rng.normal(0, 0.3, shape).astype("f"), rng.uniform(0.05, 2.0, shape).astype("f")])
+    spec = (tf.TensorSpec((None, 96, 96, 3), tf.float32, name="input"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    return model, proto, rng.uniform(0, 1, (1, 96, 96, 3)).astype(np.float32)
+
+
+def _bert() -> tuple[Any, Any, dict[str, np.ndarray]]:
+    from dldebug.demo.tiny_hf import tiny_bert_classifier, token_batch
+
+    model = tiny_bert_classifier()
+    tokens = token_batch(batch=2, length=8, num_labels=None)
+    proto = torch.onnx.export(model, (), kwargs=dict(tokens), dynamo=True, optimize=True, verbose=False).model_proto
+    return model, proto, {k: v.numpy() for k, v in tokens.items()}
+
+
+def _median_seconds(fn: Any, repeats: int) -> float:
+    fn()  # warm-up (first-call graph tracing in Keras, allocator) outside the timing
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _ports(repeats: int) -> list[tuple[str, float, float, int, bool]]:
+    """``(model, compare_models s, Comparator.run s, layers paired, all within)`` per real port."""
+    from polygraphy import constants
+    from polygraphy.backend.onnx import BytesFromOnnx, ModifyOutputs
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.comparator import Comparator
+
+    from dldebug import compare_models
+
+    out = []
+    for label, build in (("MobileNetV2 tf_keras vs tf2onnx", _mobilenet), ("BERT tiny vs dynamo ONNX", _bert)):
+        model, proto, x = build()
+        feed = x if isinstance(x, dict) else {proto.graph.input[0].name: x}
+        import onnx
+
+        marked = onnx.ModelProto()
+        marked.CopyFrom(proto)  # ModifyOutputs edits the model in place: Polygraphy gets its own copy
+        loader = SessionFromOnnx(BytesFromOnnx(ModifyOutputs(marked, outputs=constants.MARK_ALL)))
+        ours = _median_seconds(lambda m=model, p=proto, x=x: compare_models(m, p, x), repeats)
+        theirs = _median_seconds(lambda loader=loader, feed=feed: Comparator.run([OnnxrtRunner(loader)],
+                                                                               data_loader=[feed]), repeats)
+        result = compare_models(model, proto, x)
+        out.append((label, ours, theirs, len(result.rows) - 1, bool(result)))
+    return out
+
+
+def _print_ports(rows: list[tuple[str, float, float, int, bool]], repeats: int) -> None:
+    print(f"real ports, in-process, median of {repeats} (after one warm-up call)")
+    print(f"{'model':<34} {'pairs':>5} {'ok':>3} {'compare_models s':>17} {'Comparator.run s':>17} {'ratio':>6}")
+    for label, ours, theirs, pairs, ok in rows:
+        print(f"{label:<34} {pairs:5d} {'yes' if ok else 'NO':>3} {ours:17.3f} {theirs:17.3f} {ours / theirs:6.2f}")
+
+
 def _quiet_polygraphy() -> None:
     try:
         from polygraphy.logger import G_LOGGER
@@ -141,8 +221,13 @@ def _quiet_polygraphy() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ports-only", action="store_true", help="only the real-port (issue 15) comparison")
     args = parser.parse_args()
     _quiet_polygraphy()
+    ports = _ports(args.repeats)
+    if args.ports_only:
+        _print_ports(ports, args.repeats)
+        return
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="bench_compare_") as tmp:
         folder = Path(tmp)
@@ -184,6 +269,8 @@ def main() -> None:
         print("polygraphy not installed: compare against the direct onnxruntime run instead")
     ratio = inproc["dldebug compare_models"] / inproc["onnxruntime all outputs (direct)"]
     print(f"{'ratio compare_models / direct ORT (in-process)':<52} {ratio:8.2f}")
+    print()
+    _print_ports(ports, args.repeats)
 
 
 if __name__ == "__main__":

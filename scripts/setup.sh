@@ -18,6 +18,11 @@ echo "[setup] installing torch==2.13.0 (CPU)"
 .venv/bin/pip install --quiet "torch==2.13.0"
 echo "[setup] installing dldebug[all,dev] with pinned dependencies"
 .venv/bin/pip install --quiet -c requirements/constraints.txt -e ".[all,dev]"
+# tf2onnx is a test-only dependency (the compare tests convert Keras models with it). Its metadata pins an old
+# protobuf and numpy, which would downgrade the pinned stack; with --no-deps it imports fine with TF 2.21 and
+# onnx 1.23 (its runtime imports - flatbuffers, requests, onnx, protobuf, numpy - are installed above).
+echo "[setup] installing tf2onnx (test-only, --no-deps)"
+.venv/bin/pip install --quiet --no-deps "tf2onnx==$(sed -n 's/^tf2onnx==//p' requirements/constraints.txt)"
 .venv/bin/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') and not torch.version.cuda else f'unexpected torch {v} (cuda={torch.version.cuda})')"
 rm -f .venv/.dldebug-setup-*
 touch "$stamp"

@@ -213,3 +213,16 @@ def test_leaky_relu_defaults_are_read_from_the_layer_or_function(keras3: Any, ac
     first = result.first_divergence
     assert first is not None and first.explanations[0]["evidence"]["slope_a"] == pytest.approx(slope)
     assert compare_models(model, nn.Sequential(nn.LeakyReLU(slope)).eval(), x)
+
+
+@pytest.mark.parametrize("style", ["dict", "tuple"])
+def test_keras_model_with_two_named_inputs(keras3: Any, style: str) -> None:
+    ids, extra = keras3.Input((5,), name="ids", dtype="int32"), keras3.Input((4,), name="extra")
+    embedded = keras3.layers.Flatten(name="flat")(keras3.layers.Embedding(10, 2, name="embed")(ids))
+    joined = keras3.layers.Concatenate(name="cat")([embedded, extra])
+    model = keras3.Model([ids, extra], keras3.layers.Dense(3, name="fc")(joined))
+    values = (np.array([[1, 2, 3, 4, 5]], np.int32), np.ones((1, 4), np.float32))
+    inputs = dict(zip(("ids", "extra"), values, strict=True)) if style == "dict" else values
+    result = compare_models(model, model, inputs, mode="shadow")
+    assert result and result.settings["inputs"][("ids" if style == "dict" else "0")]["dtype"] == "int32"
+    assert {"embed", "fc"} <= {r.layer_a for r in result.rows}

@@ -46,7 +46,8 @@ def test_optimised_export_with_folded_batchnorm_matches(exported: dict[str, Any]
 def test_shadow_mode_runs_onnx_nodes_individually(exported: dict[str, Any]) -> None:
     proto = onnx.load(str(exported[False]))
     result = compare_models(exported["model"], proto, X, mode="shadow")
-    assert result and len(result.rows) == 12
+    assert result and len(result.rows) == 13 and result.rows[-1].layer_a == "<output>"  # output: propagated
+    assert {r.status for r in result.rows} == {"match"}
 
 
 def test_corrupted_onnx_initializer_is_found(exported: dict[str, Any]) -> None:
@@ -69,7 +70,8 @@ def test_input_shape_comes_from_the_onnx_model(exported: dict[str, Any]) -> None
 
 
 def test_wrong_input_shape_is_refused(exported: dict[str, Any]) -> None:
-    with pytest.raises(InputError, match=r"the input has shape \[1, 3, 8, 8\] in model a's layout"):
+    with pytest.raises(InputError, match=r"has shape \[1, 3, 8, 8\]; model b \(onnx\) expects \[1, 3, 16, 16\] "
+                                         r"\(channels_first, None = any size\), and no layout transpose fits"):
         compare_models(exported["model"], load_model(exported[False]), np.ones((1, 3, 8, 8), np.float32))
 
 
@@ -93,7 +95,7 @@ def test_exported_pt2_program_is_captured_per_module(exported: dict[str, Any]) -
 
 
 @pytest.mark.parametrize("fold", [False, True])
-def test_legacy_exporter_without_scopes_is_paired_by_order(exported: dict[str, Any], fold: bool) -> None:
+def test_legacy_exporter_is_paired_by_its_node_name_scopes(exported: dict[str, Any], fold: bool) -> None:
     import io
 
     buffer = io.BytesIO()
@@ -101,8 +103,8 @@ def test_legacy_exporter_without_scopes_is_paired_by_order(exported: dict[str, A
     torch.onnx.export(exported["model"], (X,), buffer, dynamo=False, do_constant_folding=fold, training=mode)
     proto = onnx.load_from_string(buffer.getvalue())
     result = compare_models(exported["model"], proto, X)
-    assert result and {r.how for r in result.rows[:-1]} == {"order"}
-    assert result.rows[0].layer_b == "/0/Conv"
+    assert result and {r.how for r in result.rows[:-1]} == {"name"}  # "/0/Conv" is module "0"
+    assert result.rows[0].layer_b == "0" and result.rows[0].layer_a == ("0+1" if fold else "0")
     assert sum(r.weights == "folded" for r in result.rows) == (2 if fold else 0)
 
 

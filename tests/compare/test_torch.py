@@ -115,7 +115,7 @@ def test_input_given_twice_is_refused(make_cnn: Any) -> None:
 
 def test_model_failing_on_input_names_the_side(make_cnn: Any) -> None:
     model = make_cnn()
-    with pytest.raises(InputError, match=r"model a \(torch\) failed on an input of shape \[1, 3, 8, 8\]"):
+    with pytest.raises(InputError, match=r"model a \(torch\) failed on inputs \[1, 3, 8, 8\] float32: RuntimeError"):
         compare_models(model, model, (1, 3, 8, 8))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, JSON_OUT_OPTION, FailOn, emit
+from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, JSON_OUT_OPTION, FailOn, console, emit
 from dldebug.errors import InputError
 
 
@@ -21,10 +21,12 @@ def _parse_mapping(pairs: list[str] | None) -> dict[str, str]:
 
 
 def command(
-    model_a: str = typer.Argument(..., help="Reference model: module:factory, .pt2, .onnx, .keras or .h5."),
+    model_a: str = typer.Argument(..., help="Reference model: module:factory (PyTorch, tf_keras or Keras 3), .pt2, "
+                                  ".onnx, .keras, .h5 or a SavedModel folder."),
     model_b: str = typer.Argument(..., help="Model to check, same formats."),
     input_: str = typer.Option("ones", "--input", help="'ones', 'random', or a .npy/.npz/.pt tensor file "
-                               "(FILE:KEY picks one array), in model A's layout."),
+                               "(FILE:KEY picks one array; an .npz of several arrays gives named inputs, e.g. "
+                               "input_ids and attention_mask, dtypes kept)."),
     shape: str = typer.Option(None, "--shape", help="Input shape for ones/random, e.g. 1x3x32x32 (needed when "
                               "both models are PyTorch)."),
     shadow: bool = typer.Option(False, "--shadow", help="Feed each layer of B the input A's layer received, "
@@ -41,7 +43,7 @@ def command(
 ) -> None:
     """Compare two models layer by layer (PyTorch, ONNX, Keras) and explain the first divergence."""
     from dldebug.compare import compare_models, load_compare_model
-    from dldebug.io import load_tensor_arg, parse_shape
+    from dldebug.io import load_model_inputs, parse_shape
 
     a = load_compare_model(model_a, weights=weights_a)
     b = load_compare_model(model_b, weights=weights_b)
@@ -55,10 +57,19 @@ def command(
         if not Path(input_).exists() and _is_shape(input_):
             raise InputError(f"--input takes 'ones', 'random' or a tensor file; got {input_!r}, which looks like a "
                              f"shape: use --input ones --shape {input_}.")
-        inputs = load_tensor_arg(input_)
+        inputs = load_model_inputs(input_)
     comparison = compare_models(a, b, inputs, input_kind=kind, rtol=rtol, atol=atol,
                                 mode="shadow" if shadow else "propagate", mapping=_parse_mapping(mapping))
-    emit(comparison.report, as_json=as_json, html=html, json_out=json_out, fail_on=fail_on)
+    full = comparison.report
+    if html is not None:
+        written = full.to_html(html)
+        if not as_json:
+            console.print(f"HTML report written to {written}")
+    if json_out is not None:
+        full.save_json(json_out)
+    # the terminal gets a table that fits it; --json, --html and --json-out keep every column
+    shown = full if as_json else comparison.report_for_width(console.width)
+    emit(shown, as_json=as_json, fail_on=fail_on)
 
 
 def _is_shape(text: str) -> bool:

@@ -7,7 +7,6 @@ agrees within tolerance, and it round-trips through JSON with all its evidence
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,21 +14,21 @@ from typing import Any
 from dldebug.compare.explain import Explanation
 from dldebug.errors import FileFormatError
 from dldebug.evidence import dumps_strict, loads_strict
-from dldebug.findings import (
-    Figure,
-    Finding,
-    Report,
-    Series,
-    Severity,
-    Table,
-    plain,
-)
+from dldebug.findings import Figure, Report, Table, plain
 
 __all__ = ["Comparison", "LayerComparison", "explanation_dict"]
 
-_LESSON = 10
 _COLUMNS = ("#", "layer a", "layer b", "kind", "shape", "max abs", "mean abs", "rel error", "cosine", "SQNR dB",
             "mean a", "mean b", "weights", "status")
+_NARROW = ("#", "layer a", "layer b", "kind", "max abs", "rel error", "weights", "status")
+_NARROWEST = ("#", "layer a", "layer b", "max abs", "status")
+
+
+def _short(value: Any, limit: int) -> Any:
+    """A long layer name keeps its end (``...layer.1.attention.self.value``): the end tells layers apart."""
+    if isinstance(value, str) and len(value) > limit:
+        return "…" + value[-(limit - 1):]
+    return value
 
 
 @dataclass
@@ -43,15 +42,21 @@ class LayerComparison:
     shape: list[int]
     how: str
     weights: str
-    status: str  # "match" | "diverged" | "shape mismatch" | "no shadow input" (unchecked)
+    status: str  # "match" | "diverged" | "shape mismatch" | "not shadowed" | "diverged, not shadowed"
     metrics: dict[str, Any] | None = None
     view: str = "identity"
     note: str = ""
     explanations: list[dict[str, Any]] = field(default_factory=list)
+    unpaired_before: list[str] = field(default_factory=list)
 
     @property
     def within(self) -> bool:
         return self.status == "match"
+
+    @property
+    def within_metrics(self) -> bool:
+        """The metrics are within tolerance (whatever the status says about how they were obtained)."""
+        return bool(self.metrics and self.metrics.get("within"))
 
     def row(self) -> tuple[Any, ...]:
         m = self.metrics or {}
@@ -74,6 +79,8 @@ class Comparison:
     unmatched_a: list[str]
     unmatched_b: list[str]
     settings: dict[str, Any]
+    unpaired_a: list[dict[str, str]] = field(default_factory=list)
+    unpaired_b: list[dict[str, str]] = field(default_factory=list)
 
     # -- queries ------------------------------------------------------------------------------------
     def __bool__(self) -> bool:
@@ -86,13 +93,51 @@ class Comparison:
 
     @property
     def divergences(self) -> list[LayerComparison]:
-        """Layers outside tolerance or whose shapes could not be aligned (not those left unchecked)."""
-        return [r for r in self.rows if r.status in ("diverged", "shape mismatch")]
+        """Layers outside tolerance or whose shapes could not be aligned.
+
+        In shadow mode the final output and layers that could not be fed a's input are judged on their
+        propagated values; those count only when no earlier layer diverged (else propagation explains them).
+        """
+        out: list[LayerComparison] = []
+        for row in self.rows:
+            judged_alone = row.status in ("diverged", "shape mismatch") and not self._propagated(row)
+            propagated = row.status in ("diverged", "shape mismatch", "diverged, not shadowed")
+            if judged_alone or (propagated and not out):
+                out.append(row)
+        return out
+
+    def _propagated(self, row: LayerComparison) -> bool:
+        return self.settings.get("mode") == "shadow" and row.layer_a == "<output>"
+
+    @property
+    def between(self) -> tuple[str, str, list[str]] | None:
+        """``(last agreeing layer, first divergent layer, unpaired layers between)`` when the divergence starts
+        in a stretch of layers that were not compared, else None."""
+        first = self.first_divergence
+        if first is None or not first.unpaired_before:
+            return None
+        position = self.rows.index(first)
+        before = self.rows[position - 1].layer_a if position else "<input>"
+        if position and not self.rows[position - 1].within_metrics:
+            return None
+        return before, first.layer_a, list(first.unpaired_before)
 
     @property
     def layers(self) -> Table:
         """The per-layer table (also in ``report``)."""
-        return Table("compare.layers", _COLUMNS, tuple(r.row() for r in self.rows),
+        return self.layers_table()
+
+    def layers_table(self, width: int | None = None) -> Table:
+        """The per-layer table; with ``width`` (terminal columns) only the columns that fit, names shortened."""
+        columns: tuple[str, ...] = _COLUMNS
+        rows = [r.row() for r in self.rows]
+        if width is not None and width < 160:
+            keep = _NARROW if width >= 100 else _NARROWEST
+            index = [_COLUMNS.index(c) for c in keep]
+            limit = 22 if width >= 100 else 16
+            columns = keep
+            rows = [tuple(_short(row[i], limit) for i in index) for row in rows]
+        return Table("compare.layers", columns, tuple(rows),
                      caption=f"{self.settings.get('framework_a')} (a) vs {self.settings.get('framework_b')} (b), "
                              f"{self.settings.get('mode')} mode, rtol={self.settings.get('rtol')}, "
                              f"atol={self.settings.get('atol')}; tolerance: max|a-b| <= atol + rtol*max|a|.")
@@ -100,75 +145,30 @@ class Comparison:
     # -- report ---------------------------------------------------------------------------------------
     @property
     def report(self) -> Report:
-        """Findings ``compare.diverged`` / ``compare.config_mismatch`` / ``compare.unmatched`` + table + figure."""
-        findings = self._divergence_findings() + self._config_findings()
-        if self.unmatched_a or self.unmatched_b:
-            findings.append(Finding(
-                "compare.unmatched", Severity.INFO,
-                f"{len(self.unmatched_a)} layer(s) of a and {len(self.unmatched_b)} of b have no counterpart",
-                {"unmatched_a": ", ".join(self.unmatched_a[:30]), "unmatched_b": ", ".join(self.unmatched_b[:30])},
-                "Pass mapping={'a_layer': 'b_layer'} to pair layers by name if these should match.", _LESSON))
-        if not self.rows:
-            findings.append(Finding("compare.no_pairs", Severity.ERROR, "no layer of a could be paired with b",
-                                    {"layers_a": len(self.unmatched_a), "layers_b": len(self.unmatched_b)},
-                                    "Pass mapping={'a_layer': 'b_layer'} to pair layers by name.", _LESSON))
-        return Report(findings, title=f"Layer-by-layer comparison ({self.settings.get('mode')} mode)",
-                      tables=(self.layers,), figures=(self.figure(),), meta=self.settings)
+        """Findings (``compare.diverged``, ``compare.config_mismatch``, ``compare.unmatched``,
+        ``compare.low_coverage``, ``compare.not_shadowed``, ``compare.input_layout`` ...) + table + figure."""
+        from dldebug.compare.verdict import build_report
 
-    def _divergence_findings(self) -> list[Finding]:
-        first = self.first_divergence
-        if first is None:
-            return []
-        cause = first.explanations[0] if first.explanations else None
-        metrics = first.metrics or {}
-        evidence = {"layer_a": first.layer_a, "layer_b": first.layer_b, "index": first.index, "status": first.status,
-                    **{k: v for k, v in metrics.items() if k != "within"},
-                    "diverged_layers": len(self.divergences), "layers": len(self.rows)}
-        if cause:
-            evidence["likely_cause"] = cause["rule"]
-        message = (f"first divergence at {first.layer_a} (a) / {first.layer_b} (b): "
-                   + (f"max |a-b| {metrics['max_abs']:.3g}, rel error {metrics['rel_error']:.3g}"
-                      if metrics else first.status)
-                   + (f"; likely cause: {cause['message']}" if cause else ""))
-        fix = cause["fix"] if cause else ("No catalogued default explains it: inspect this layer's weights and "
-                                          "settings in both models (shadow mode isolates the layer).")
-        return [Finding("compare.diverged", Severity.ERROR, message, evidence, fix, _LESSON)]
+        return build_report(self)
 
-    def _config_findings(self) -> list[Finding]:
-        out = []
-        first = self.first_divergence
-        for row in self.rows:
-            for e in row.explanations:
-                severity = Severity.WARNING if not row.within and e["affects_inference"] else Severity.INFO
-                if row is first and e is row.explanations[0]:
-                    severity = Severity.WARNING
-                out.append(Finding("compare.config_mismatch", severity, e["message"],
-                                   {"rule": e["rule"], "diverged": not row.within, **e["evidence"]}, e["fix"],
-                                   _LESSON))
-        return out
+    def report_for_width(self, width: int | None) -> Report:
+        """The report with the table narrowed to a terminal of ``width`` columns (see :meth:`layers_table`)."""
+        from dldebug.compare.verdict import build_report
+
+        return build_report(self, width=width)
 
     def figure(self) -> Figure:
         """Per-layer max and mean |a-b| on a log scale, with a marker at the first divergence."""
-        floor = 1e-12  # zero differences are drawn at this floor on the log axis
-        xs = [float(r.index) for r in self.rows if r.metrics]
-        series = tuple(
-            Series(label, xs, [max(_finite(r.metrics[key]), floor) for r in self.rows if r.metrics], "line")
-            for label, key in (("max |a-b|", "max_abs"), ("mean |a-b|", "mean_abs"), ("relative error", "rel_error")))
-        tolerance = [self.settings.get("atol", 0.0) + self.settings.get("rtol", 0.0) *
-                     max(abs(_finite(r.metrics.get("max_abs_a", 0.0))), 0.0) for r in self.rows if r.metrics]
-        if any(tolerance):
-            series = (*series, Series("tolerance", xs, [max(t, floor) for t in tolerance], "step"))
-        first = self.first_divergence
-        markers = ((float(first.index), f"first divergence: {first.layer_a}"),) if first else ()
-        return Figure("compare.layer_error", title="Per-layer difference between a and b", series=series,
-                      markers=markers, xlabel="layer # (a's execution order)", ylabel="|a - b|", logy=True,
-                      caption="x is the '#' column of the compare.layers table; zero differences are drawn at 1e-12.")
+        from dldebug.compare.verdict import figure
+
+        return figure(self)
 
     # -- serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"schema": "dldebug.comparison/1", "rows": [asdict(r) for r in self.rows],
                 "unmatched_a": list(self.unmatched_a), "unmatched_b": list(self.unmatched_b),
-                "settings": dict(self.settings)}
+                "settings": dict(self.settings), "unpaired_a": [dict(u) for u in self.unpaired_a],
+                "unpaired_b": [dict(u) for u in self.unpaired_b]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
@@ -176,7 +176,8 @@ class Comparison:
             raise FileFormatError(f"not a dldebug comparison: schema {data.get('schema')!r}, expected "
                                   "'dldebug.comparison/1'.")
         return cls([LayerComparison(**r) for r in data["rows"]], list(data["unmatched_a"]),
-                   list(data["unmatched_b"]), dict(data["settings"]))
+                   list(data["unmatched_b"]), dict(data["settings"]), [dict(u) for u in data.get("unpaired_a", [])],
+                   [dict(u) for u in data.get("unpaired_b", [])])
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return dumps_strict(self.to_dict(), indent=indent)
@@ -197,11 +198,6 @@ class Comparison:
         where = "all within tolerance" if first is None else f"first divergence at {first.layer_a}/{first.layer_b}"
         return (f"Comparison({self.settings.get('framework_a')} vs {self.settings.get('framework_b')}, "
                 f"{len(self.rows)} layers, {where})")
-
-
-def _finite(value: Any) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else 1e30
 
 
 def explanation_dict(e: Explanation) -> dict[str, Any]:

@@ -68,6 +68,33 @@ def batchnorm_eps(pair: LayerPair) -> Explanation | None:
     return _eps(pair, "batchnorm", "batchnorm.eps", "defaults: Keras 1e-3, PyTorch and ONNX 1e-5")
 
 
+def folded_batchnorm(pair: LayerPair) -> Explanation | None:
+    """A BatchNorm folded into a conv (or decomposed into Mul/Add) whose folded weights disagree with it."""
+    fold = pair.fold
+    if fold is None or pair.weights in ("folded", "folded (unchecked)"):
+        return None
+    bn = fold.get("batchnorm")
+    if pair.weights == "folded, eps differs":
+        eps_a, eps_b = float(fold["eps_a"]), float(fold["eps_b"])  # type: ignore[arg-type]
+        return Explanation(
+            "batchnorm.eps",
+            f"batchnorm eps differs: {_who(pair.a)} uses eps={eps_a:.3g}, {_who(pair.b)} uses eps={eps_b:.3g} "
+            f"(BatchNorm {bn!r} is folded into one side's weights; the folded scale gamma/sqrt(var+eps) implies "
+            "that eps; defaults: Keras 1e-3, PyTorch and ONNX 1e-5).",
+            {**_names(pair), "eps_a": eps_a, "eps_b": eps_b, "folded": True},
+            f"Set eps={eps_a:.3g} on BatchNorm {bn!r} before converting, as in {_who(pair.a)}.")
+    channels = fold.get("channels", [])
+    factors = fold.get("channel_factors", [])
+    what = "the bias" if pair.weights == "folded, bias differs" else f"channel(s) {channels}" + (
+        f" off by factor(s) {factors}" if factors else " not a rescaling of the kernel")
+    return Explanation(
+        "weights.differ",
+        f"{pair.b.name}'s weights do not match {pair.a.name}'s conv and BatchNorm {bn!r} folded together: {what}.",
+        {**_names(pair), "channels": list(channels), "channel_factors": list(factors),  # type: ignore[call-overload]
+         "channels_off": fold.get("channels_off", 0)},
+        "Load the same weights into both models (check the conversion of this layer's kernel and BatchNorm).")
+
+
 def layernorm_eps(pair: LayerPair) -> Explanation | None:
     return _eps(pair, "layernorm", "layernorm.eps", "defaults: Keras 1e-3, PyTorch 1e-5")
 
@@ -225,13 +252,13 @@ def recurrent_gates(pair: LayerPair) -> Explanation | None:
 
 
 RULES: tuple[Callable[[LayerPair], Explanation | None], ...] = (
-    batchnorm_eps, layernorm_eps, gelu_approximation, leaky_relu_slope, same_padding, flatten_order,
+    batchnorm_eps, folded_batchnorm, layernorm_eps, gelu_approximation, leaky_relu_slope, same_padding, flatten_order,
     weight_layout, avgpool_padding, resize_coordinates, recurrent_gates, batchnorm_momentum,
 )
 
 
 # Rules that read plain settings: worth reporting even where the outputs still agree.
-CONFIG_RULES = (batchnorm_eps, layernorm_eps, gelu_approximation, leaky_relu_slope, avgpool_padding,
+CONFIG_RULES = (batchnorm_eps, folded_batchnorm, layernorm_eps, gelu_approximation, leaky_relu_slope, avgpool_padding,
                 resize_coordinates, batchnorm_momentum)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from dldebug.compare.records import Layout
 
-__all__ = ["convert_layout", "flatten_permutation", "views"]
+__all__ = ["best_view", "convert_layout", "flatten_permutation", "views"]
 
 
 def convert_layout(x: np.ndarray, source: Layout, target: Layout) -> np.ndarray:
@@ -75,3 +75,38 @@ def views(x: np.ndarray, source: Layout, target: Layout,
             out.append((f"flatten {layout}->other", x[:, perm]))
             out.append((f"flatten other->{layout}", x[:, np.argsort(perm)]))
     return out
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[:1] + tuple(d for d in shape[1:] if d != 1)
+
+
+def best_view(x: np.ndarray, source: Layout, target: Layout, like: np.ndarray,
+              flatten_shapes: Sequence[tuple[tuple[int, ...], Layout]] = (), *,
+              reshape: bool = False) -> tuple[str, np.ndarray] | None:
+    """The view of ``x`` closest to ``like`` (same shape); singleton axes may differ ((N, C, 1, 1) vs (N, C)).
+
+    ``reshape=True`` (shadow feeds) also accepts a plain reshape to ``like``'s shape as a last resort:
+    an exporter may put a head-merging ``Reshape`` inside the next layer's scope.
+
+    Returns:
+        ``(transform name, array)``, or None when no view has ``like``'s shape.
+
+    Example:
+        >>> x = np.arange(6.0).reshape(1, 1, 2, 3)
+        >>> best_view(x, "channels_first", "channels_last", np.moveaxis(x, 1, -1))[0]
+        'channels_first->channels_last'
+    """
+    all_views = views(x, source, target, flatten_shapes)
+    candidates = [(n, v) for n, v in all_views if v.shape == like.shape]
+    if not candidates:
+        candidates = [(f"{n}, squeezed", v.reshape(like.shape)) for n, v in all_views
+                      if v.ndim and _squeezed(v.shape) == _squeezed(like.shape)]
+    if not candidates and reshape and x.size == like.size and x.shape[:1] == like.shape[:1]:
+        candidates = [("reshaped", x.reshape(like.shape))]
+    if not candidates:
+        return None
+    if len(candidates) == 1 or not like.size:
+        return candidates[0]
+    like64 = like.astype(np.float64)
+    return min(candidates, key=lambda nv: float(np.nanmax(np.abs(nv[1].astype(np.float64) - like64))))

@@ -1,42 +1,131 @@
-"""Load either model of a comparison from a CLI spec, Keras files included (always with safe_mode)."""
+"""Load either model of a comparison from a CLI spec: PyTorch, ONNX, tf_keras and Keras 3 files.
+
+Keras files are read by the library that wrote them (the version in the file's
+metadata): ``.keras`` archives and ``.h5`` files of Keras 3 with ``keras``, those of
+Keras 2 (tf_keras) with ``tf_keras``; a SavedModel folder with ``tf_keras``. A
+``Lambda`` layer holds Python bytecode: Keras 3 refuses it with ``safe_mode=True``,
+and for formats where the loader has no safe mode the file's layer configuration
+is read first and a ``Lambda`` is refused before anything is deserialised.
+``module:factory`` may return any model :func:`~dldebug.compare_models` takes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from dldebug.errors import FileFormatError, UnsafeFileError, require
+from dldebug.errors import FileFormatError, InputError, UnsafeFileError, require
 
-__all__ = ["KERAS_SUFFIXES", "load_compare_model"]
+__all__ = ["KERAS_SUFFIXES", "is_supported_model", "load_compare_model"]
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+_LAMBDA = "refused to load: the Keras file holds Python code (a Lambda layer)"
+
+
+def is_supported_model(model: Any) -> bool:
+    """A torch module, an ONNX model or a Keras (tf_keras / Keras 3) model."""
+    import torch
+
+    if isinstance(model, torch.nn.Module) or type(model).__name__ in ("OnnxModel", "ModelProto"):
+        return True
+    return type(model).__module__.startswith(("keras", "tf_keras", "tensorflow")) and hasattr(model, "layers")
 
 
 def load_compare_model(spec: str | Path, *, weights: str | Path | None = None) -> Any:
-    """A model for :func:`~dldebug.compare_models` from ``module:factory``, ``.pt2``, ``.onnx`` or ``.keras``/``.h5``.
-
-    Keras files load with ``safe_mode=True``: a ``Lambda`` layer holding Python
-    bytecode is refused rather than executed.
+    """A model for :func:`~dldebug.compare_models` from ``module:factory``, ``.pt2``, ``.onnx``, a Keras
+    ``.keras``/``.h5`` file or a SavedModel folder.
 
     Raises:
         FileFormatError: missing, corrupt or unsupported file.
         UnsafeFileError: a Keras file that would need to run embedded code.
+        InputError: a factory returning something that is not a model.
         MissingDependencyError: Keras/ONNX not installed (an ``ImportError``).
     """
     path = Path(str(spec))
-    if path.suffix.lower() not in KERAS_SUFFIXES:
-        from dldebug.io import load_model
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return _load_saved_model(path)
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        if not path.is_file():
+            raise FileFormatError(f"Keras model file not found (working directory: {Path.cwd()}).", path=path)
+        return _load_keras_file(path)
+    from dldebug.io import load_factory, load_model
 
+    if path.exists() or path.suffix.lower() in (".pt2", ".onnx", ".pt", ".pth", ".safetensors") or ":" not in str(spec):
         return load_model(spec, weights=weights)
-    if not path.is_file():
-        raise FileFormatError(f"Keras model file not found (working directory: {Path.cwd()}).", path=path)
-    keras = require("keras", extra="keras", feature="loading a Keras model")
+    model = load_factory(str(spec))
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return load_model(spec, weights=weights)  # weights and eval mode handled there
+    if not is_supported_model(model):
+        raise InputError(f"{spec} returned {type(model).__module__}.{type(model).__name__}; expected a "
+                         "torch.nn.Module, an ONNX model or a Keras model (tf_keras or Keras 3).")
+    if weights is not None:
+        raise InputError("--weights applies to a PyTorch 'module:factory' model; this factory returned a "
+                         f"{type(model).__name__}. Load the weights in the factory.")
+    return model
+
+
+def _keras_version(path: Path) -> str:
+    """The Keras version that wrote the file ("" when it does not say)."""
+    if path.suffix.lower() == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+            return ""
+        return str(meta.get("keras_version", ""))
+    h5py = require("h5py", extra="keras", feature="reading a Keras .h5 file")
     try:
+        with h5py.File(path, "r") as handle:
+            version = handle.attrs.get("keras_version", b"")
+    except OSError:
+        return ""
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def _refuse_lambda_h5(path: Path) -> None:
+    h5py = require("h5py", extra="keras", feature="reading a Keras .h5 file")
+    with contextlib.suppress(OSError), h5py.File(path, "r") as handle:
+        config = handle.attrs.get("model_config", b"")
+        text = config.decode() if isinstance(config, bytes) else str(config)
+        if '"class_name": "Lambda"' in text:
+            raise UnsafeFileError(f"{_LAMBDA}; .h5 files have no safe mode.", path=path)
+
+
+def _load_keras_file(path: Path) -> Any:
+    version = _keras_version(path)
+    legacy = version.startswith("2.")
+    library = "tf_keras" if legacy else "keras"
+    keras = require(library, extra="keras", feature="loading a Keras model")
+    if path.suffix.lower() != ".keras":
+        _refuse_lambda_h5(path)
+    try:
+        if legacy and path.suffix.lower() != ".keras":
+            return keras.models.load_model(str(path), compile=False)
         return keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except UnsafeFileError:
+        raise
     except Exception as exc:
         text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
-            raise UnsafeFileError(f"refused to load: the Keras file holds Python code (a Lambda layer): {text}",
-                                  path=path) from None
-        raise FileFormatError(f"cannot read the Keras model ({type(exc).__name__}: {text}). Is it a "
-                              ".keras/.h5 file saved by model.save()?", path=path) from None
+            raise UnsafeFileError(f"{_LAMBDA}: {text}", path=path) from None
+        raise FileFormatError(f"cannot read the Keras model with {library} ({type(exc).__name__}: {text}). Is it "
+                              "a .keras/.h5 file saved by model.save()?", path=path) from None
+
+
+def _load_saved_model(path: Path) -> Any:
+    metadata = path / "keras_metadata.pb"
+    if metadata.is_file() and b'"class_name": "Lambda"' in metadata.read_bytes():
+        raise UnsafeFileError(f"{_LAMBDA}; SavedModel folders have no safe mode.", path=path)
+    keras = require("tf_keras", extra="keras", feature="loading a Keras SavedModel folder")
+    try:
+        return keras.models.load_model(str(path), compile=False)
+    except Exception as exc:
+        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise FileFormatError(f"cannot read the SavedModel folder as a tf_keras model ({type(exc).__name__}: "
+                              f"{text}). Save it with tf_keras model.save(folder), or as .keras/.h5.",
+                              path=path) from None

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dldebug.compare.folding import FoldCheck, check_affine, check_fold
 from dldebug.compare.layout import flatten_permutation
-from dldebug.compare.records import Capture, LayerRecord
+from dldebug.compare.records import Capture, LayerRecord, family
 from dldebug.errors import LayerNotFoundError
 
 __all__ = ["LayerPair", "Matching", "match_layers", "weight_relation"]
@@ -42,6 +43,7 @@ class LayerPair:
     how: str
     weights: str = "n/a"
     note: str = ""
+    fold: dict[str, object] | None = None  # a folded BatchNorm's check (eps_a/eps_b as a's and b's)
 
     @property
     def a_name(self) -> str:
@@ -100,7 +102,7 @@ def weight_relation(a: LayerRecord, b: LayerRecord, flatten_shapes: Sequence[tup
 
 
 def _compatible(x: LayerRecord, y: LayerRecord) -> bool:
-    if x.kind != y.kind:
+    if family(x.kind) != family(y.kind):
         return False
     wx, wy = x.params.get("weight"), y.params.get("weight")
     if wx is not None and wy is not None and wx.shape != wy.shape:
@@ -132,10 +134,11 @@ def match_layers(ca: Capture, cb: Capture, mapping: Mapping[str, str] | None = N
     b_names = {r.name: r for r in rb}
     for x in ra:
         y = b_names.get(x.name)
-        if id(x) not in pairs and y is not None and id(y) not in used_b and x.kind == y.kind:
+        if id(x) not in pairs and y is not None and id(y) not in used_b and _compatible(x, y):
             add(x, y, "name")
-    _match_by_order(ra, rb, pairs, used_b, add)
+    _match_by_order(ra, rb, pairs, used_b, add, _Folded(ra, rb, pairs, pos_a, pos_b))
     _fold_batchnorms(ra, rb, pairs, used_b, pos_a, pos_b)
+    _check_affines(pairs)
     _merge_fused(ra, rb, pairs, used_b, pos_a, pos_b)
     _match_gaps(ra, rb, pairs, used_b, pos_b, add)
     ordered = [pairs[id(r)] for r in ra if id(r) in pairs]
@@ -153,12 +156,41 @@ def _find(records: list[LayerRecord], name: str, side: str) -> LayerRecord:
                              f"close matches: {close or [r.name for r in records][:8]}.")
 
 
+class _Folded:
+    """Is this BatchNorm folded away: right after a conv whose partner has no BatchNorm after it?"""
+
+    def __init__(self, ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair],
+                 pos_a: dict[int, int], pos_b: dict[int, int]) -> None:
+        self.ra, self.rb, self.pairs, self.pos_a, self.pos_b = ra, rb, pairs, pos_a, pos_b
+
+    def __call__(self, bn: LayerRecord, side: str) -> bool:
+        records, pos = (self.ra, self.pos_a) if side == "a" else (self.rb, self.pos_b)
+        other, other_pos = (self.rb, self.pos_b) if side == "a" else (self.ra, self.pos_a)
+        k = pos[id(bn)]
+        if family(bn.kind) != "batchnorm" or k == 0 or records[k - 1].kind != "conv":
+            return False
+        conv = records[k - 1]
+        pair = self.pairs.get(id(conv)) if side == "a" else next(
+            (p for p in self.pairs.values() if p.b is conv), None)
+        if pair is None:
+            return False
+        partner = pair.b if side == "a" else pair.a
+        after = other_pos[id(partner)] + 1
+        return after >= len(other) or family(other[after].kind) != "batchnorm"
+
+
 def _match_by_order(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair],
-                    used_b: set[int], add: _Add) -> None:
+                    used_b: set[int], add: _Add, folded: Callable[[LayerRecord, str], bool]) -> None:
     pa = [r for r in ra if r.parameterised and id(r) not in pairs]
     pb = [r for r in rb if r.parameterised and id(r) not in used_b]
     i = j = 0
     while i < len(pa) and j < len(pb):
+        if folded(pa[i], "a"):
+            i += 1
+            continue
+        if folded(pb[j], "b"):
+            j += 1
+            continue
         if _compatible(pa[i], pb[j]):
             add(pa[i], pb[j], "order")
             i, j = i + 1, j + 1
@@ -173,9 +205,22 @@ def _match_by_order(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[in
             i, j = i + 1, j + 1
 
 
+def _fold_evidence(check: FoldCheck | None, bn_in_a: bool) -> tuple[str, dict[str, object] | None]:
+    """The fold verdict with eps keyed by side: ``eps_a`` is always a's (the BatchNorm's or the inferred one)."""
+    if check is None:
+        return "folded (unchecked)", None
+    evidence = dict(check.evidence)
+    if not bn_in_a:
+        evidence["eps_a"], evidence["eps_b"] = evidence.get("eps_b"), evidence["eps_a"]
+    return check.weights, evidence
+
+
 def _fold_batchnorms(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],
                      pos_a: dict[int, int], pos_b: dict[int, int]) -> None:
-    """A paired conv whose weights differ, followed on one side only by a BatchNorm: the BN was folded in."""
+    """A paired conv whose weights differ, followed on one side only by a BatchNorm: the BN was folded in.
+
+    The folded weights are checked against the BatchNorm (:mod:`dldebug.compare.folding`).
+    """
     for key, pair in list(pairs.items()):
         if pair.a.kind != "conv" or pair.b.kind != "conv" or pair.weights.startswith("same"):
             continue
@@ -184,11 +229,24 @@ def _fold_batchnorms(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[i
         bn_b = rb[k_b] if k_b < len(rb) and rb[k_b].kind == "batchnorm" and id(rb[k_b]) not in used_b else None
         if bn_a is not None and bn_b is None:
             del pairs[key]
-            pairs[id(bn_a)] = LayerPair(bn_a, pair.b, pair.a, pair.b_feed, pair.how, "folded",
-                                        f"a's {bn_a.name} folded into b's {pair.b.name}")
+            weights, fold = _fold_evidence(check_fold(pair.a, bn_a, pair.b), bn_in_a=True)
+            pairs[id(bn_a)] = LayerPair(bn_a, pair.b, pair.a, pair.b_feed, pair.how, weights,
+                                        f"a's {bn_a.name} folded into b's {pair.b.name}", fold)
         elif bn_b is not None and bn_a is None:
             used_b.add(id(bn_b))
-            pair.b, pair.weights, pair.note = bn_b, "folded", f"b's {bn_b.name} folded into a's {pair.a.name}"
+            weights, fold = _fold_evidence(check_fold(pair.b, bn_b, pair.a), bn_in_a=False)
+            pair.b, pair.weights, pair.note, pair.fold = bn_b, weights, f"b's {bn_b.name} folded into a's " \
+                f"{pair.a.name}", fold
+
+
+def _check_affines(pairs: dict[int, LayerPair]) -> None:
+    """A BatchNorm paired with a per-channel Mul/Add: check the scale against gamma / sqrt(var + eps)."""
+    for pair in pairs.values():
+        kinds = (pair.a.kind, pair.b.kind)
+        if kinds == ("batchnorm", "affine"):
+            pair.weights, pair.fold = _fold_evidence(check_affine(pair.a, pair.b), bn_in_a=True)
+        elif kinds == ("affine", "batchnorm"):
+            pair.weights, pair.fold = _fold_evidence(check_affine(pair.b, pair.a), bn_in_a=False)
 
 
 def _merge_fused(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],
@@ -223,7 +281,7 @@ def _match_gaps(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, L
         if id(x) in covered:
             continue
         limit = next((k for k in range(start_b, len(rb)) if id(rb[k]) in used_b), len(rb))
-        y_index = next((k for k in range(start_b, limit) if rb[k].kind == x.kind), None)
+        y_index = next((k for k in range(start_b, limit) if family(rb[k].kind) == family(x.kind)), None)
         if y_index is None:
             continue
         add(x, rb[y_index], "order")

@@ -19,13 +19,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["KIND_OF_KERAS", "KIND_OF_ONNX", "KIND_OF_TORCH", "PARAMETERISED", "Capture", "LayerRecord", "Layout",
-           "call_name"]
+__all__ = ["KIND_FAMILY", "KIND_OF_KERAS", "KIND_OF_ONNX", "KIND_OF_TORCH", "PARAMETERISED", "Capture", "InputSpec",
+           "LayerRecord", "Layout", "call_name", "family"]
 
 Layout = Literal["channels_first", "channels_last"]
 
 PARAMETERISED = frozenset({"conv", "conv_transpose", "dense", "batchnorm", "layernorm", "lstm", "gru",
-                           "embedding", "depthwise_conv"})
+                           "embedding", "affine"})
+
+# Kinds that compute the same function and may pair: a BatchNorm and the per-channel Mul/Add a converter
+# decomposes it into (tf2onnx, Keras 3).
+KIND_FAMILY: dict[str, str] = {"affine": "batchnorm"}
 
 KIND_OF_TORCH: dict[str, str] = {
     "Conv1d": "conv", "Conv2d": "conv", "Conv3d": "conv",
@@ -38,17 +42,21 @@ KIND_OF_TORCH: dict[str, str] = {
     "AdaptiveAvgPool1d": "global_avgpool", "AdaptiveAvgPool2d": "global_avgpool",
     "Upsample": "resize", "UpsamplingBilinear2d": "resize", "UpsamplingNearest2d": "resize",
     "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "Dropout": "dropout", "Dropout2d": "dropout",
-    "Identity": "identity",
+    "Identity": "identity", "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid",
+    # transformers' own classes (read by name: transformers is never imported here)
+    "GELUActivation": "gelu", "NewGELUActivation": "gelu", "GELUTanh": "gelu", "FastGELUActivation": "gelu",
+    "SiLUActivation": "silu", "Conv1D": "dense",
 }
 
 KIND_OF_KERAS: dict[str, str] = {
-    "Conv1D": "conv", "Conv2D": "conv", "Conv3D": "conv", "DepthwiseConv2D": "depthwise_conv",
+    "Conv1D": "conv", "Conv2D": "conv", "Conv3D": "conv", "DepthwiseConv2D": "conv",
     "Conv2DTranspose": "conv_transpose", "Dense": "dense", "BatchNormalization": "batchnorm",
     "LayerNormalization": "layernorm", "ReLU": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu",
     "Softmax": "softmax", "Flatten": "flatten", "MaxPooling1D": "maxpool", "MaxPooling2D": "maxpool",
     "AveragePooling1D": "avgpool", "AveragePooling2D": "avgpool", "GlobalAveragePooling1D": "global_avgpool",
     "GlobalAveragePooling2D": "global_avgpool", "UpSampling2D": "resize", "Resizing": "resize",
     "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "Dropout": "dropout", "ZeroPadding2D": "pad",
+    "InputLayer": "identity",
 }
 
 KIND_OF_ONNX: dict[str, str] = {
@@ -56,13 +64,33 @@ KIND_OF_ONNX: dict[str, str] = {
     "LayerNormalization": "layernorm", "Relu": "relu", "LeakyRelu": "leaky_relu", "Gelu": "gelu",
     "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax", "Elu": "elu", "Flatten": "flatten",
     "MaxPool": "maxpool", "AveragePool": "avgpool", "GlobalAveragePool": "global_avgpool", "Resize": "resize",
-    "LSTM": "lstm", "GRU": "gru", "Gather": "embedding", "Dropout": "dropout", "Pad": "pad",
+    "LSTM": "lstm", "GRU": "gru", "Dropout": "dropout", "Pad": "pad", "HardSwish": "hardswish",
+    "HardSigmoid": "hardsigmoid", "Identity": "identity",
 }
 
 # Activations a Keras layer can fuse (``Conv2D(..., activation="relu")``) mapped to kinds.
 ACTIVATION_KIND: dict[str, str] = {"relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh",
                                    "softmax": "softmax", "elu": "elu", "leaky_relu": "leaky_relu",
-                                   "silu": "silu", "swish": "silu", "relu6": "relu6"}
+                                   "silu": "silu", "swish": "silu", "relu6": "relu6",
+                                   "hard_swish": "hardswish", "hard_silu": "hardswish", "hard_sigmoid": "hardsigmoid"}
+
+
+def family(kind: str) -> str:
+    """The kind two layers must share to pair: ``affine`` (a decomposed BatchNorm) pairs with ``batchnorm``."""
+    return KIND_FAMILY.get(kind, kind)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input a model declares: its name, shape (None for a free size), dtype and image layout.
+
+    ``shape`` and ``dtype`` are None where the model does not say (a PyTorch module).
+    """
+
+    name: str
+    shape: tuple[int | None, ...] | None = None
+    dtype: str | None = None
+    layout: Layout = "channels_first"
 
 
 @dataclass
@@ -81,6 +109,7 @@ class LayerRecord:
         config: framework settings that matter numerically.
         fused_activation: a Keras activation applied inside the layer (``"relu"``).
         flatten_from: for a flatten layer, the per-sample shape it flattened (own layout).
+        inputs: every data input of the layer (shadow mode feeds all of them), ``input`` is the first.
     """
 
     name: str
@@ -94,6 +123,7 @@ class LayerRecord:
     config: dict[str, Any] = field(default_factory=dict)
     fused_activation: str | None = None
     flatten_from: tuple[int, ...] | None = None
+    inputs: list[np.ndarray] = field(default_factory=list)
 
     @property
     def parameterised(self) -> bool:

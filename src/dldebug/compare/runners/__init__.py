@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dldebug.compare.records import Capture, Layout
+from dldebug.compare.inputs import ModelInputs
+from dldebug.compare.records import Capture, InputSpec, Layout
 from dldebug.errors import InputError
 
 __all__ = ["Runner", "runner_for"]
@@ -23,14 +24,19 @@ class Runner(Protocol):
     framework: str
     layout: Layout
 
-    def input_shape(self) -> tuple[int | None, ...] | None:
-        """The model's input shape in its own layout (None for unknown sizes), or None if unknown."""
+    def input_specs(self) -> list[InputSpec] | None:
+        """The inputs the model declares (names, shapes in its own layout, dtypes), or None if it declares none."""
 
-    def capture(self, x: np.ndarray) -> Capture:
-        """Run ``x`` (own layout) and record every layer."""
+    def capture(self, x: ModelInputs) -> Capture:
+        """Run ``x`` (bound to this model: its order, layout and dtypes) and record every layer."""
 
-    def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each named layer's output when fed ``feeds[name]`` instead of its own input."""
+    def run_layers(self, x: ModelInputs, feeds: dict[str, list[np.ndarray]],
+                   spans: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+        """Each named layer's output when fed ``feeds[name]`` (its data inputs) instead of its own.
+
+        ``spans[name] = last`` asks for the output of ``last``, computed from ``name``'s fed input through
+        the layers in between (torch runners run the whole model once, so every later layer is returned).
+        """
 
 
 def runner_for(model: Any) -> Runner:

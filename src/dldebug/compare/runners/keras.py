@@ -1,9 +1,10 @@
-"""Keras runner (tf_keras and Keras 3): one sub-model whose outputs are every layer's output and input.
+"""Keras runner (tf_keras and Keras 3): one sub-model whose outputs are every layer's output and inputs.
 
-Keras keeps channels last; records say so and the comparison moves axes. Weights
-are converted to PyTorch's layout here (conv HWIO -> OIHW, dense ``(in, out)`` ->
-``(out, in)``), so matching only has to resolve the NHWC-flatten permutation.
-Nested models used as layers are captured as one layer.
+The layout is the model's own (the first convolution's ``data_format``, else channels
+last); records say so and the comparison moves axes. Weights are converted to
+PyTorch's layout here (conv HWIO -> OIHW, a depthwise kernel ``(kh, kw, C, m)`` ->
+``(C*m, 1, kh, kw)``, dense ``(in, out)`` -> ``(out, in)``), so matching only has to
+resolve the NHWC-flatten permutation. Nested models used as layers are one layer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dldebug.compare.records import ACTIVATION_KIND, KIND_OF_KERAS, Capture, LayerRecord, Layout
+from dldebug.compare.inputs import ModelInputs
+from dldebug.compare.records import ACTIVATION_KIND, KIND_OF_KERAS, Capture, InputSpec, LayerRecord, Layout
 
 __all__ = ["KerasRunner"]
 
@@ -56,8 +58,14 @@ def _config(layer: Any, kind: str) -> dict[str, Any]:
         return {"negative_slope": float(_default(layer, ("negative_slope", "alpha"), 0.2))}
     if kind == "gelu":
         return {"approximate": _gelu_approximate(layer)}
-    if kind in ("conv", "depthwise_conv", "conv_transpose"):
-        return {"stride": tuple(cfg["strides"]), "padding": cfg["padding"], "kernel_size": tuple(cfg["kernel_size"])}
+    if kind in ("conv", "conv_transpose"):
+        groups = int(cfg.get("groups", 1))
+        if type(layer).__name__ == "DepthwiseConv2D":
+            groups = int(layer.get_weights()[0].shape[2])
+        return {"stride": tuple(cfg["strides"]), "padding": cfg["padding"], "kernel_size": tuple(cfg["kernel_size"]),
+                "groups": groups}
+    if kind == "relu6":
+        return {"min": 0.0, "max": 6.0}
     if kind == "avgpool":
         return {"padding": cfg["padding"], "count_include_pad": False}
     if kind == "resize":
@@ -72,6 +80,10 @@ def _params(layer: Any, kind: str) -> dict[str, np.ndarray]:
     weights = [np.asarray(w, np.float32) for w in layer.get_weights()]
     if not weights:
         return {}
+    if kind == "conv" and type(layer).__name__ == "DepthwiseConv2D":
+        kh, kw, channels, multiplier = weights[0].shape  # output channel c*m + j is input c's j-th filter
+        kernel = weights[0].reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
+        return {"weight": np.ascontiguousarray(kernel), **({"bias": weights[1]} if len(weights) > 1 else {})}
     if kind == "conv" and weights[0].ndim >= 3:
         kernel = np.moveaxis(weights[0], (-1, -2), (0, 1))  # (..., I, O) -> (O, I, ...)
         return {"weight": kernel, **({"bias": weights[1]} if len(weights) > 1 else {})}
@@ -88,17 +100,40 @@ def _params(layer: Any, kind: str) -> dict[str, np.ndarray]:
     return {f"w{i}": w for i, w in enumerate(weights)}
 
 
+def _kind(layer: Any) -> str:
+    type_name = type(layer).__name__
+    kind = KIND_OF_KERAS.get(type_name, "other")
+    if type_name == "ReLU":
+        cfg = layer.get_config()
+        if cfg.get("max_value") is not None and float(cfg["max_value"]) == 6.0 and not cfg.get("negative_slope") \
+                and not cfg.get("threshold"):
+            return "relu6"
+    return kind
+
+
+def _layout(layers: list[Any]) -> Layout:
+    for layer in layers:
+        fmt = getattr(layer, "data_format", None)
+        if fmt in ("channels_first", "channels_last") and _kind(layer) in ("conv", "conv_transpose"):
+            return fmt  # type: ignore[return-value]
+    return "channels_last"
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 class KerasRunner:
     """Captures every layer of a functional or Sequential Keras model."""
-
-    layout: Layout = "channels_last"
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.framework = _framework(model)
         self.layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
         self.by_name = {layer.name: layer for layer in self.layers}
+        self.layout: Layout = _layout(self.layers)
         self._probe: Any = None
+        self._slots: list[tuple[int, list[int]]] = []
 
     def _keras(self) -> Any:
         from dldebug.errors import require
@@ -106,45 +141,79 @@ class KerasRunner:
         return require("tf_keras" if self.framework == "tf_keras" else "keras", extra="keras",
                        feature="comparing a Keras model")
 
-    def input_shape(self) -> tuple[int | None, ...] | None:
-        shape = self.model.inputs[0].shape
-        return tuple(None if d is None else int(d) for d in shape)
+    def input_specs(self) -> list[InputSpec] | None:
+        specs = []
+        for i, tensor in enumerate(self.model.inputs):
+            name = str(getattr(tensor, "name", "") or f"input_{i}").split(":")[0]
+            dtype = getattr(tensor, "dtype", "float32")
+            dtype = str(getattr(dtype, "name", dtype))
+            specs.append(InputSpec(name, tuple(None if d is None else int(d) for d in tensor.shape), dtype,
+                                   self.layout))
+        return specs
 
     def _sub_model(self) -> Any:
+        """One model whose outputs are each distinct tensor a layer reads or writes (shared ones once)."""
         if self._probe is None:
             keras = self._keras()
-            outputs = []
-            for layer in self.layers:
-                # layers with several inputs (Add) or outputs (LSTM return_state): the first one
-                first_input = layer.input[0] if isinstance(layer.input, (list, tuple)) else layer.input
-                first_output = layer.output[0] if isinstance(layer.output, (list, tuple)) else layer.output
-                outputs.extend([first_output, first_input])
-            self._probe = keras.Model(self.model.inputs, [*outputs, self.model.outputs[0]])
+            tensors: list[Any] = []
+            index: dict[int, int] = {}
+
+            def slot(tensor: Any) -> int:
+                if id(tensor) not in index:
+                    index[id(tensor)] = len(tensors)
+                    tensors.append(tensor)
+                return index[id(tensor)]
+            # layers with several outputs (LSTM return_state): the first one
+            self._slots = [(slot(_listed(layer.output)[0]), [slot(t) for t in _listed(layer.input)])
+                           for layer in self.layers]
+            final = slot(self.model.outputs[0])
+            self._slots.append((final, []))
+            self._probe = keras.Model(self.model.inputs, tensors)
         return self._probe
 
-    def capture(self, x: np.ndarray) -> Capture:
-        values = self._sub_model()([np.asarray(x, np.float32)], training=False)
-        arrays = [np.asarray(v) for v in values]
-        records = [self._record(layer, arrays[2 * i], arrays[2 * i + 1]) for i, layer in enumerate(self.layers)]
-        return Capture(self.framework, "channels_last", records, arrays[-1])
+    def _arrays(self, x: ModelInputs) -> list[np.ndarray]:
+        return [np.asarray(a) for a in x.arrays]
 
-    def _record(self, layer: Any, output: np.ndarray, data_in: np.ndarray) -> LayerRecord:
+    def capture(self, x: ModelInputs) -> Capture:
+        probe = self._sub_model()
+        values = probe(self._arrays(x), training=False)
+        arrays = [np.asarray(v) for v in _listed(values)]
+        records = [self._record(layer, arrays[out], [arrays[i] for i in ins])
+                   for layer, (out, ins) in zip(self.layers, self._slots, strict=False)]
+        return Capture(self.framework, self.layout, records, arrays[self._slots[-1][0]])
+
+    def _record(self, layer: Any, output: np.ndarray, inputs: list[np.ndarray]) -> LayerRecord:
         type_name = type(layer).__name__
-        kind = KIND_OF_KERAS.get(type_name, "other")
+        kind = _kind(layer)
+        data_in = inputs[0]
         activation = _activation_name(layer)
         fused = None
         if type_name == "Activation" and activation is not None:
             kind = ACTIVATION_KIND.get(activation, activation)
-        elif activation is not None and kind in ("conv", "dense", "depthwise_conv"):
+        elif activation is not None and kind in ("conv", "dense"):
             fused = ACTIVATION_KIND.get(activation, activation)
-        rec = LayerRecord(layer.name, kind, type_name, self.framework, "channels_last", output=output,
-                          input=data_in, params=_params(layer, kind), config=_config(layer, kind),
-                          fused_activation=fused)
+        layout = getattr(layer, "data_format", None) or self.layout
+        rec = LayerRecord(layer.name, kind, type_name, self.framework, layout, output=output, input=data_in,
+                          params=_params(layer, kind), config=_config(layer, kind), fused_activation=fused,
+                          inputs=inputs)
         if kind == "flatten":
             rec.flatten_from = tuple(data_in.shape[1:])
         return rec
 
-    def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each named layer called on its own with ``feeds[name]`` (inference mode)."""
-        return {name: np.asarray(self.by_name[name](np.asarray(value, np.float32), training=False))
-                for name, value in feeds.items() if name in self.by_name}
+    def run_layers(self, x: ModelInputs, feeds: dict[str, list[np.ndarray]],
+                   spans: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+        """Each named layer called on its own with ``feeds[name]`` (inference mode).
+
+        ``spans[name] = last``: the layers from ``name`` through ``last`` are called one after the other.
+        """
+        order = {layer.name: i for i, layer in enumerate(self.layers)}
+        out = {}
+        for name, values in feeds.items():
+            end = (spans or {}).get(name, name)
+            if name not in order or end not in order or not values or order[end] < order[name]:
+                continue
+            value: Any = values[0] if len(values) == 1 else list(values)
+            for layer in self.layers[order[name]:order[end] + 1]:
+                value = _listed(layer(value, training=False))[0]
+            out[end] = np.asarray(value)
+        return out

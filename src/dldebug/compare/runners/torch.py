@@ -1,7 +1,9 @@
 """PyTorch runner: forward hooks on every leaf module; pre-hooks feed a's inputs in shadow mode.
 
 Only modules are seen: a functional call (``F.relu(x)`` in ``forward``) has no
-hook, so its effect shows up in the next module's output.
+hook, so its effect shows up in the next module's output. The model is called
+through :mod:`dldebug.model_io` (a tensor, positional tuple or keyword dict; the
+output's logits, else its first tensor), and integer tensors keep their dtype.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout, call_name
+from dldebug.compare.inputs import ModelInputs
+from dldebug.compare.records import KIND_OF_TORCH, Capture, InputSpec, LayerRecord, Layout, call_name
+from dldebug.model_io import call_model, select_output
+from dldebug.weights import is_hf_conv1d, linear_weight
 
 __all__ = ["TorchRunner"]
 
@@ -27,9 +32,27 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype != torch.float32:
+        tensor = tensor.float()
+    return tensor.numpy().copy()
+
+
 def _numpy(value: Any) -> np.ndarray | None:
     tensor = _first_tensor(value)
-    return None if tensor is None else tensor.detach().cpu().float().numpy().copy()
+    return None if tensor is None else _array(tensor)
+
+
+def _all_inputs(args: tuple[Any, ...]) -> list[np.ndarray]:
+    return [_array(a) for a in args if isinstance(a, torch.Tensor)]
+
+
+def kind_of(module: nn.Module) -> str:
+    """The normalised kind of a module (transformers' ``Conv1D`` is a dense layer, ``ReLU6`` is ``relu6``)."""
+    if is_hf_conv1d(module):
+        return "dense"
+    return KIND_OF_TORCH.get(type(module).__name__, "other")
 
 
 def _config(module: nn.Module) -> dict[str, Any]:
@@ -43,6 +66,8 @@ def _config(module: nn.Module) -> dict[str, Any]:
         cfg.update(negative_slope=module.negative_slope)
     elif isinstance(module, nn.GELU):
         cfg.update(approximate=module.approximate)
+    elif kind_of(module) == "gelu":  # transformers' GELU classes: the tanh form unless named after erf
+        cfg.update(approximate="none" if type(module).__name__ == "GELUActivation" else "tanh")
     elif isinstance(module, nn.modules.conv._ConvNd):
         padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
         cfg.update(stride=tuple(module.stride), padding=padding, kernel_size=tuple(module.kernel_size),
@@ -59,6 +84,8 @@ def _config(module: nn.Module) -> dict[str, Any]:
 
 def _params(module: nn.Module) -> dict[str, np.ndarray]:
     tensors: dict[str, torch.Tensor] = dict(module.named_parameters(recurse=False))
+    if is_hf_conv1d(module):
+        tensors["weight"] = linear_weight(module)  # (in, out) stored; PyTorch's (out, in) compared
     tensors.update((k, v) for k, v in module.named_buffers(recurse=False) if v is not None and v.is_floating_point())
     return {k: v.detach().cpu().float().numpy() for k, v in tensors.items()}
 
@@ -73,31 +100,34 @@ class TorchRunner:
         self.model = model
         self.leaves = {name: m for name, m in model.named_modules() if name and not any(True for _ in m.children())}
 
-    def input_shape(self) -> tuple[int | None, ...] | None:
+    def input_specs(self) -> list[InputSpec] | None:
         return None
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, inputs: ModelInputs) -> np.ndarray:
         was_training = self.model.training
         _set_training(self.model, False)
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.arrays]
+        args: Any = tensors[0] if inputs.style == "single" else tuple(tensors)
+        if inputs.style == "named":
+            args = dict(zip(inputs.names, tensors, strict=True))
         try:
             with torch.no_grad():
-                out = self.model(torch.from_numpy(np.ascontiguousarray(x)))
+                out = call_model(self.model, args)
         finally:
             _set_training(self.model, was_training)
-        result = _numpy(out)
-        return np.zeros(0, np.float32) if result is None else result
+        return _array(select_output(out, tool="compare_models"))
 
-    def capture(self, x: np.ndarray) -> Capture:
+    def capture(self, x: ModelInputs) -> Capture:
         records: list[LayerRecord] = []
         calls: dict[str, int] = {}
 
         def hook(name: str, module: nn.Module) -> Any:
             def record(_m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-                kind = KIND_OF_TORCH.get(type(module).__name__, "other")
+                kind = kind_of(module)
                 calls[name] = calls.get(name, 0) + 1
                 rec = LayerRecord(call_name(name, calls[name]), kind, type(module).__name__, self.framework,
                                   "channels_first", output=_numpy(output), input=_numpy(args), params=_params(module),
-                                  config=_config(module))
+                                  config=_config(module), inputs=_all_inputs(args))
                 if kind == "flatten" and rec.input is not None:
                     rec.flatten_from = tuple(rec.input.shape[1:])
                 records.append(rec)
@@ -107,8 +137,9 @@ class TorchRunner:
             output = self._forward(x)
         return Capture(self.framework, "channels_first", records, output)
 
-    def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One forward pass in which each fed module gets ``feeds[name]`` instead of its own input."""
+    def run_layers(self, x: ModelInputs, feeds: dict[str, list[np.ndarray]],
+                   spans: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+        """One forward pass in which each fed module gets ``feeds[name]`` instead of its own tensor inputs."""
         outputs: dict[str, np.ndarray] = {}
         calls: dict[str, int] = {}
 
@@ -118,9 +149,14 @@ class TorchRunner:
                 feed = feeds.get(call_name(name, calls[name]))
                 if feed is None:
                     return None
-                first = args[0] if args else None
-                dtype = first.dtype if isinstance(first, torch.Tensor) else torch.float32
-                return (torch.from_numpy(np.array(feed, copy=True)).to(dtype), *args[1:])
+                replaced, fed = list(args), iter(feed)
+                for i, arg in enumerate(args):
+                    if isinstance(arg, torch.Tensor):
+                        value = next(fed, None)
+                        if value is None:
+                            break
+                        replaced[i] = torch.from_numpy(np.array(value, copy=True)).to(arg.dtype)
+                return tuple(replaced)
             return replace
 
         def keep(name: str, module: nn.Module) -> Any:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dldebug.compare.records import KIND_OF_TORCH, Capture, LayerRecord, Layout, call_name
+from dldebug.compare.inputs import ModelInputs
+from dldebug.compare.records import KIND_OF_TORCH, Capture, InputSpec, LayerRecord, Layout, call_name
 
 __all__ = ["TorchGraphRunner", "has_module_stack"]
 
@@ -81,10 +82,19 @@ class TorchGraphRunner:
             layer.name = call_name(layer.path, calls[layer.path])
         return layers
 
-    def input_shape(self) -> tuple[int | None, ...] | None:
+    def input_specs(self) -> list[InputSpec] | None:
         return None
 
-    def _run(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[Any, torch.Tensor]:
+    def _args(self, inputs: ModelInputs) -> list[torch.Tensor]:
+        """The inputs in placeholder order (keyword inputs by placeholder name where they match)."""
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.arrays]
+        if inputs.style != "named":
+            return tensors
+        by_name = dict(zip(inputs.names, tensors, strict=True))
+        names = [str(n.target) for n in self.model.graph.nodes if n.op == "placeholder"]
+        return [by_name[n] for n in names if n in by_name] if set(by_name) <= set(names) else tensors
+
+    def _run(self, x: ModelInputs, feeds: dict[str, list[np.ndarray]]) -> dict[Any, torch.Tensor]:
         first_nodes = {layer.nodes[0]: layer.name for layer in self.layers if layer.name in feeds}
         seen: dict[Any, torch.Tensor] = {}
 
@@ -92,7 +102,7 @@ class TorchGraphRunner:
             def run_node(self, node: Any) -> Any:
                 if node in first_nodes:
                     args = list(node.args)
-                    fed = torch.from_numpy(np.array(feeds[first_nodes[node]], copy=True))
+                    fed = torch.from_numpy(np.array(feeds[first_nodes[node]][0], copy=True))
                     original = self.env[args[0]]
                     self.env[args[0]] = fed.to(original.dtype)
                     try:
@@ -110,11 +120,11 @@ class TorchGraphRunner:
                 return result
 
         with torch.no_grad():
-            out = Recorder(self.model).run(torch.from_numpy(np.ascontiguousarray(x)))
+            out = Recorder(self.model).run(*self._args(x))
         seen["output"] = out[0] if isinstance(out, (tuple, list)) else out
         return seen
 
-    def capture(self, x: np.ndarray) -> Capture:
+    def capture(self, x: ModelInputs) -> Capture:
         seen = self._run(x, {})
         records = []
         for layer in self.layers:
@@ -124,16 +134,21 @@ class TorchGraphRunner:
             prefix = layer.path + "."
             params = {k[len(prefix):]: v.detach().float().numpy() for k, v in self.state.items()
                       if k.startswith(prefix) and "." not in k[len(prefix):] and v.is_floating_point()}
+            data = None if data_in is None else _array(data_in)
             rec = LayerRecord(layer.name, kind, layer.type_name, self.framework, "channels_first",
-                              output=None if output is None else output.float().numpy(),
-                              input=None if data_in is None else data_in.float().numpy(), params=params,
-                              config=_config(layer))
+                              output=None if output is None else _array(output), input=data, params=params,
+                              config=_config(layer), inputs=[] if data is None else [data])
             if kind == "flatten" and rec.input is not None:
                 rec.flatten_from = tuple(rec.input.shape[1:])
             records.append(rec)
-        return Capture(self.framework, "channels_first", records, seen["output"].float().numpy())
+        return Capture(self.framework, "channels_first", records, _array(seen["output"]))
 
-    def run_layers(self, x: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_layers(self, x: ModelInputs, feeds: dict[str, list[np.ndarray]],
+                   spans: dict[str, str] | None = None) -> dict[str, np.ndarray]:
         seen = self._run(x, feeds)
-        return {layer.name: seen[layer.nodes[-1]].float().numpy() for layer in self.layers
-                if layer.nodes[-1] in seen}
+        return {layer.name: _array(seen[layer.nodes[-1]]) for layer in self.layers if layer.nodes[-1] in seen}
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach()
+    return (tensor.float() if tensor.is_floating_point() else tensor).numpy()
