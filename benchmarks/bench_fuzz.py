@@ -1,0 +1,184 @@
+"""Fuzz every reader and public entry point; report inputs tried and crashes per target.
+
+Run (from the repository root; outside CI, tens of minutes at --scale 1):
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_fuzz.py [--scale 1.0] [--seed 0] [--target NAME ...]
+        [--engine hypothesis|atheris|both] [--markdown OUT.md]
+
+The targets are the ones of ``tests/reliability/fuzz_*.py`` (the CI runs a seed-fixed sample of
+each). Hypothesis generates structured cases (valid files then damaged, wild arguments); with
+``--engine atheris`` the byte-level readers are also fuzzed coverage-guided by atheris/libFuzzer,
+starting from pristine files. Each target runs in its own process with an 8 GiB address-space
+limit, so a crash of the interpreter, a hang or a runaway allocation counts against that target
+and the run goes on. A crash is anything but a correct result or a DldebugError (see
+``tests/reliability/fuzz_core.py``); distinct crashes are grouped by exception type and location.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+MEMORY_LIMIT = 8 * 2**30
+RESULT_MARK = "FUZZ-RESULT "
+
+
+def _targets() -> dict[str, Any]:
+    from fuzz_api import API_TARGETS
+    from fuzz_files import FILE_TARGETS
+    from fuzz_logs import LOG_TARGETS
+
+    return {t.name: t for t in (*LOG_TARGETS, *FILE_TARGETS, *API_TARGETS)}
+
+
+def _quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import warnings
+
+    warnings.simplefilter("ignore")
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+    except ImportError:
+        pass
+
+
+def _emit(tally: Any, engine: str) -> None:
+    record = asdict(tally)
+    record["engine"] = engine
+    print(RESULT_MARK + json.dumps(record), flush=True)
+
+
+def hypothesis_worker(name: str, examples: int, seed: int) -> None:
+    from fuzz_core import fuzz
+
+    _quiet()
+    _emit(fuzz(_targets()[name], examples, random_seed=seed), "hypothesis")
+
+
+def atheris_worker(name: str, examples: int, seed: int) -> None:
+    """Coverage-guided byte fuzzing of one file reader, seeded with pristine files from its generator."""
+    import atheris
+
+    with atheris.instrument_imports(include=["dldebug"]):
+        import dldebug.curves
+        import dldebug.io
+        import dldebug.untrusted  # noqa: F401  (imported for instrumentation)
+    from fuzz_core import Tally, attempt
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    _quiet()
+    target = _targets()[name]
+    corpus = Path(tempfile.mkdtemp(prefix="dldebug-atheris-"))
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=30, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+              deadline=None)
+    @given(target.cases)
+    def collect(case: Any) -> None:
+        file_case = case[0] if isinstance(case, tuple) else case
+        for index, (_, data) in enumerate(file_case.files):
+            (corpus / f"seed{len(list(corpus.iterdir()))}_{index}").write_bytes(data)
+
+    collect()
+    tally, start = Tally(name), time.perf_counter()
+
+    def one_input(data: bytes) -> None:
+        attempt(target, target.from_bytes(data), tally)
+        if tally.tried >= examples:
+            tally.seconds = time.perf_counter() - start
+            _emit(tally, "atheris")
+            os._exit(0)  # libFuzzer would otherwise keep going
+
+    atheris.Setup([sys.argv[0], f"-seed={seed + 1}", "-max_len=8192", "-rss_limit_mb=8192", "-timeout=120",
+                   f"-runs={examples * 4}", str(corpus)], one_input)
+    atheris.Fuzz()
+
+
+def run_target(name: str, examples: int, seed: int, engine: str) -> dict[str, Any]:
+    """One target in a fresh process: its tally, or a crash of the process itself."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, __file__, "--worker", name, "--examples", str(examples), "--seed", str(seed),
+               "--engine", engine]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"target": name, "engine": engine, "tried": 0, "accepted": 0, "refused": 0,
+            "seconds": time.perf_counter() - start,
+            "crashes": {"process": {"signature": f"process exit {proc.returncode}", "error": " / ".join(tail),
+                                    "case": "?", "traceback": "", "count": 1}}}
+
+
+def table(results: list[dict[str, Any]], owners: dict[str, str]) -> str:
+    lines = ["| target | owner | engine | inputs | accepted | refused (DldebugError) | distinct crashes | "
+             "crashing inputs | seconds |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        crashes = r["crashes"].values()
+        lines.append(f"| {r['target']} | {owners.get(r['target'], '?')} | {r['engine']} | {r['tried']:,} | "
+                     f"{r['accepted']:,} | {r['refused']:,} | {len(r['crashes'])} | "
+                     f"{sum(c['count'] for c in crashes):,} | {r['seconds']:.0f} |")
+    tried = sum(r["tried"] for r in results)
+    distinct = sum(len(r["crashes"]) for r in results)
+    lines.append(f"| **all** | | | **{tried:,}** | {sum(r['accepted'] for r in results):,} | "
+                 f"{sum(r['refused'] for r in results):,} | **{distinct}** | "
+                 f"{sum(c['count'] for r in results for c in r['crashes'].values()):,} | "
+                 f"{sum(r['seconds'] for r in results):.0f} |")
+    details = [f"- `{r['target']}` {c['signature']} x{c['count']}: {c['error'][:200]}\n  case: `{c['case'][:300]}`"
+               for r in results for c in r["crashes"].values()]
+    return "\n".join(lines + (["", *details] if details else []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every target's input budget")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target", action="append", help="only these targets (repeatable)")
+    parser.add_argument("--engine", choices=["hypothesis", "atheris", "both"], default="hypothesis")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--examples", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        (atheris_worker if args.engine == "atheris" else hypothesis_worker)(args.worker, args.examples, args.seed)
+        return
+    targets = _targets()
+    names = args.target or list(targets)
+    results, start = [], time.perf_counter()
+    for name in names:
+        target = targets[name]
+        engines = {"hypothesis": ["hypothesis"], "atheris": ["atheris"], "both": ["hypothesis", "atheris"]}
+        for engine in engines[args.engine]:
+            if engine == "atheris" and target.from_bytes is None:
+                continue
+            result = run_target(name, max(1, int(target.budget * args.scale)), args.seed, engine)
+            results.append(result)
+            print(f"{name} [{engine}]: {result['tried']:,} inputs, {len(result['crashes'])} distinct crash(es), "
+                  f"{result['seconds']:.0f} s", flush=True)
+    text = table(results, {name: t.owner for name, t in targets.items()})
+    text += f"\n\nWall time: {time.perf_counter() - start:.0f} s, seed {args.seed}, scale {args.scale}."
+    print("\n" + text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
