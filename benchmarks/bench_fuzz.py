@@ -56,16 +56,40 @@ def _quiet() -> None:
 
 
 def _emit(tally: Any, engine: str) -> None:
+    tally.running = None  # the case itself is in the crash entry; asdict would deep-copy it
     record = asdict(tally)
     record["engine"] = engine
     print(RESULT_MARK + json.dumps(record), flush=True)
 
 
+def _watchdog(tally: Any, limit_s: float, engine: str) -> None:
+    """Stop the worker when a case is stuck in native code past ``limit_s`` (a signal cannot interrupt it)."""
+    import threading
+    import traceback
+
+    from fuzz_core import record_hang
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            running = tally.running
+            if running is not None and time.monotonic() - running[1] > limit_s:
+                main_frame = sys._current_frames()[threading.main_thread().ident]
+                record_hang(tally, running[0], "".join(traceback.format_stack(main_frame)))
+                _emit(tally, engine)
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def hypothesis_worker(name: str, examples: int, seed: int) -> None:
-    from fuzz_core import fuzz
+    from fuzz_core import Tally, fuzz
 
     _quiet()
-    _emit(fuzz(_targets()[name], examples, random_seed=seed), "hypothesis")
+    target = _targets()[name]
+    tally = Tally(name)
+    _watchdog(tally, 2 * target.timeout_s + 10, "hypothesis")
+    _emit(fuzz(target, examples, random_seed=seed, tally=tally), "hypothesis")
 
 
 def atheris_worker(name: str, examples: int, seed: int) -> None:
@@ -83,6 +107,8 @@ def atheris_worker(name: str, examples: int, seed: int) -> None:
     _quiet()
     target = _targets()[name]
     corpus = Path(tempfile.mkdtemp(prefix="dldebug-atheris-"))
+    tally, start = Tally(name), time.perf_counter()
+    _watchdog(tally, 2 * target.timeout_s + 10, "atheris")
 
     @hypothesis_seed(seed)
     @settings(max_examples=30, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck),
@@ -94,7 +120,6 @@ def atheris_worker(name: str, examples: int, seed: int) -> None:
             (corpus / f"seed{len(list(corpus.iterdir()))}_{index}").write_bytes(data)
 
     collect()
-    tally, start = Tally(name), time.perf_counter()
 
     def one_input(data: bytes) -> None:
         attempt(target, target.from_bytes(data), tally)
@@ -109,7 +134,25 @@ def atheris_worker(name: str, examples: int, seed: int) -> None:
 
 
 def run_target(name: str, examples: int, seed: int, engine: str) -> dict[str, Any]:
-    """One target in a fresh process: its tally, or a crash of the process itself."""
+    """One target in fresh processes; after a hang, the rest of the budget runs with the next seed."""
+    merged: dict[str, Any] = {"target": name, "engine": engine, "tried": 0, "accepted": 0, "refused": 0,
+                              "seconds": 0.0, "crashes": {}}
+    for restart in range(5):
+        result = _run_worker(name, examples - merged["tried"], seed + 1000 * restart, engine)
+        for key in ("tried", "accepted", "refused", "seconds"):
+            merged[key] += result[key]
+        for signature, crash in result["crashes"].items():
+            if signature in merged["crashes"]:
+                merged["crashes"][signature]["count"] += crash["count"]
+            else:
+                merged["crashes"][signature] = crash
+        stopped = any(s.startswith(("Hang@", "process")) for s in result["crashes"])
+        if merged["tried"] >= examples or not stopped:
+            break
+    return merged
+
+
+def _run_worker(name: str, examples: int, seed: int, engine: str) -> dict[str, Any]:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
@@ -120,7 +163,8 @@ def run_target(name: str, examples: int, seed: int, engine: str) -> dict[str, An
     proc = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            return result
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"target": name, "engine": engine, "tried": 0, "accepted": 0, "refused": 0,
             "seconds": time.perf_counter() - start,

@@ -82,10 +82,17 @@ class OnnxModel:
 
 
 def _check_exists(path: Path, what: str) -> None:
+    """A readable regular file, or one clear error saying which of those it is not."""
     if not path.exists():
         raise FileFormatError(f"{what} not found. Check the path (working directory: {Path.cwd()}).", path=path)
     if path.is_dir():
         raise FileFormatError(f"{what} is a folder, expected a file.", path=path)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise FileFormatError(f"{what} cannot be read ({exc.strerror or type(exc).__name__}). Check its "
+                              "permissions.", path=path) from None
 
 
 def load_factory(spec: str) -> Any:

@@ -41,6 +41,7 @@ __all__ = [
     "error_detail",
     "memory_limit_bytes",
     "torch_load_weights_only",
+    "unpickler_reason",
     "unpickling_refusal",
     "weights_only_unpickling",
 ]
@@ -155,13 +156,25 @@ def error_detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
+_BOILERPLATE = ("Weights only load failed", "(1)", "(2)", "Please file an issue", "Check the documentation")
+
+
+def unpickler_reason(exc: pickle.UnpicklingError) -> str:
+    """The one meaningful line of torch's weights-only error (its advice to load unsafely left out)."""
+    for line in str(exc).splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not line.startswith(_BOILERPLATE):
+            return line.split(". Please use")[0].rstrip(".")[:200]
+    return "unreadable pickle"
+
+
 def unpickling_refusal(exc: pickle.UnpicklingError) -> str | None:
     """Why the weights-only unpickler refused an object (a global, a class, a reduce call), or None.
 
-    None means the pickle is merely damaged: torch raises the same exception type for both.
+    None means the pickle is merely damaged (or of a protocol torch cannot read): torch raises the
+    same exception type for both.
     """
-    lines = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()
-    reason = lines[0][:200] if lines else ""
+    reason = unpickler_reason(exc)
     return reason if _UNSAFE_PICKLE.search(reason) else None
 
 
@@ -179,7 +192,7 @@ def torch_load_weights_only(path: Path) -> Any:
         if refusal is not None:
             raise UnsafeFileError(f"refused to load: the file holds pickled Python objects beyond tensors "
                                   f"({refusal}). {UNSAFE_HINT}", path=path) from None
-        raise FileFormatError(f"corrupt or truncated torch file ({error_detail(exc)}).", path=path) from None
+        raise FileFormatError(f"corrupt or truncated torch file ({unpickler_reason(exc)}).", path=path) from None
     except MemoryError:
         raise FileFormatError("corrupt torch file: it claims more memory than this machine has.", path=path) from None
     except Exception as exc:  # damaged archives and pickles raise RuntimeError, KeyError, struct.error, ...
