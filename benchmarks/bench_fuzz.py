@@ -56,43 +56,40 @@ def _quiet() -> None:
 
 
 def _emit(tally: Any, engine: str) -> None:
-    tally.running = None  # the case itself is in the crash entry; asdict would deep-copy it
     record = asdict(tally)
     record["engine"] = engine
     print(RESULT_MARK + json.dumps(record), flush=True)
 
 
-def _watchdog(tally: Any, limit_s: float, engine: str) -> None:
-    """Stop the worker when a case is stuck in native code past ``limit_s`` (a signal cannot interrupt it)."""
-    import threading
-    import traceback
+class _Progress:
+    """The worker's tally and running case, written to a file after every case for the parent to read.
 
-    from fuzz_core import record_hang
+    A case stuck in native code can hold the GIL, so no thread of the worker can notice it: the parent
+    watches this file and kills the worker, keeping the counts and the stuck case as a hang.
+    """
 
-    def watch() -> None:
-        while True:
-            time.sleep(1)
-            running = tally.running
-            if running is not None and time.monotonic() - running[1] > limit_s:
-                main_frame = sys._current_frames()[threading.main_thread().ident]
-                record_hang(tally, running[0], "".join(traceback.format_stack(main_frame)))
-                _emit(tally, engine)
-                os._exit(0)
+    def __init__(self, tally: Any, path: str, engine: str) -> None:
+        self.tally, self.path, self.engine = tally, path, engine
 
-    threading.Thread(target=watch, daemon=True).start()
+    def write(self, case: Any | None) -> None:
+        """Record the tally so far and the case about to run."""
+        record = {"tried": self.tally.tried, "accepted": self.tally.accepted, "refused": self.tally.refused,
+                  "crashes": {k: asdict(c) for k, c in self.tally.crashes.items()},
+                  "case": None if case is None else repr(case)[:600], "since": time.time()}
+        Path(self.path + ".tmp").write_text(json.dumps(record))
+        os.replace(self.path + ".tmp", self.path)
 
 
-def hypothesis_worker(name: str, examples: int, seed: int) -> None:
+def hypothesis_worker(name: str, examples: int, seed: int, progress_path: str) -> None:
     from fuzz_core import Tally, fuzz
 
     _quiet()
-    target = _targets()[name]
     tally = Tally(name)
-    _watchdog(tally, 2 * target.timeout_s + 10, "hypothesis")
-    _emit(fuzz(target, examples, random_seed=seed, tally=tally), "hypothesis")
+    progress = _Progress(tally, progress_path, "hypothesis")
+    _emit(fuzz(_targets()[name], examples, random_seed=seed, before_case=progress.write, tally=tally), "hypothesis")
 
 
-def atheris_worker(name: str, examples: int, seed: int) -> None:
+def atheris_worker(name: str, examples: int, seed: int, progress_path: str) -> None:
     """Coverage-guided byte fuzzing of one file reader, seeded with pristine files from its generator."""
     import atheris
 
@@ -108,7 +105,7 @@ def atheris_worker(name: str, examples: int, seed: int) -> None:
     target = _targets()[name]
     corpus = Path(tempfile.mkdtemp(prefix="dldebug-atheris-"))
     tally, start = Tally(name), time.perf_counter()
-    _watchdog(tally, 2 * target.timeout_s + 10, "atheris")
+    progress = _Progress(tally, progress_path, "atheris")
 
     @hypothesis_seed(seed)
     @settings(max_examples=30, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck),
@@ -122,7 +119,9 @@ def atheris_worker(name: str, examples: int, seed: int) -> None:
     collect()
 
     def one_input(data: bytes) -> None:
-        attempt(target, target.from_bytes(data), tally)
+        case = target.from_bytes(data)
+        progress.write(case)
+        attempt(target, case, tally)
         if tally.tried >= examples:
             tally.seconds = time.perf_counter() - start
             _emit(tally, "atheris")
@@ -146,7 +145,7 @@ def run_target(name: str, examples: int, seed: int, engine: str) -> dict[str, An
                 merged["crashes"][signature]["count"] += crash["count"]
             else:
                 merged["crashes"][signature] = crash
-        stopped = any(s.startswith(("Hang@", "process")) for s in result["crashes"])
+        stopped = any(s.startswith(("Hang", "process")) for s in result["crashes"])
         if merged["tried"] >= examples or not stopped:
             break
     return merged
@@ -157,19 +156,48 @@ def _run_worker(name: str, examples: int, seed: int, engine: str) -> dict[str, A
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    progress = Path(tempfile.mkdtemp(prefix="dldebug-fuzz-progress-")) / "progress.json"
     command = [sys.executable, __file__, "--worker", name, "--examples", str(examples), "--seed", str(seed),
-               "--engine", engine]
+               "--engine", engine, "--progress", str(progress)]
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit, check=False)
-    for line in reversed(proc.stdout.splitlines()):
+    hang_limit = 2 * _targets()[name].timeout_s + 10
+    with tempfile.TemporaryFile("w+") as out, subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                                                 text=True, env=env, preexec_fn=limit) as proc:
+        while proc.poll() is None:
+            time.sleep(1)
+            state = _read_progress(progress)
+            if state and state["case"] is not None and time.time() - state["since"] > hang_limit:
+                proc.kill()
+                proc.wait()
+                return _hang_result(name, engine, state, time.perf_counter() - start)
+        out.seek(0)
+        lines = out.read().splitlines()
+    for line in reversed(lines):
         if line.startswith(RESULT_MARK):
             result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
             return result
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"target": name, "engine": engine, "tried": 0, "accepted": 0, "refused": 0,
-            "seconds": time.perf_counter() - start,
-            "crashes": {"process": {"signature": f"process exit {proc.returncode}", "error": " / ".join(tail),
-                                    "case": "?", "traceback": "", "count": 1}}}
+    state = _read_progress(progress) or {"tried": 0, "accepted": 0, "refused": 0, "crashes": {}, "case": "?"}
+    state["crashes"][f"process exit {proc.returncode}"] = {
+        "signature": f"process exit {proc.returncode}", "error": " / ".join(lines[-3:]), "case": state["case"],
+        "traceback": "", "count": 1}
+    return {"target": name, "engine": engine, "seconds": time.perf_counter() - start,
+            **{k: state[k] for k in ("tried", "accepted", "refused", "crashes")}}
+
+
+def _read_progress(path: Path) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _hang_result(name: str, engine: str, state: dict[str, Any], seconds: float) -> dict[str, Any]:
+    crashes = dict(state["crashes"])
+    crashes["Hang"] = {"signature": "Hang", "error": "the case never returned (stuck in native code; killed)",
+                       "case": state["case"], "traceback": "", "count": 1}
+    return {"target": name, "engine": engine, "tried": state["tried"] + 1, "accepted": state["accepted"],
+            "refused": state["refused"], "seconds": seconds, "crashes": crashes}  # + 1: the stuck case
 
 
 def table(results: list[dict[str, Any]], owners: dict[str, str]) -> str:
@@ -200,9 +228,11 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--examples", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--progress", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        (atheris_worker if args.engine == "atheris" else hypothesis_worker)(args.worker, args.examples, args.seed)
+        worker = atheris_worker if args.engine == "atheris" else hypothesis_worker
+        worker(args.worker, args.examples, args.seed, args.progress)
         return
     targets = _targets()
     names = args.target or list(targets)

@@ -126,7 +126,7 @@ def _check_curve(case: dict[str, Any], _workdir: Path) -> None:
     assert report.has("loss.nonfinite") == bool(not np.isfinite(raw).all()), report.findings
 
 
-CURVE = Target("diagnose_curve", "dldebug.curves", curve_cases(), _check_curve, 12000, 150)
+CURVE = Target("diagnose_curve", "dldebug.curves", curve_cases(), _check_curve, 12000, 400)
 
 
 # -- check_ctc ---------------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def _check_ctc(case: dict[str, Any], _workdir: Path) -> None:
     assert torch.isfinite(loss).all(), f"no error finding, but ctc_loss = {loss.tolist()}: {report.findings}"
 
 
-CTC = Target("check_ctc", "dldebug.ctc", ctc_cases(), _check_ctc, 10000, 150)
+CTC = Target("check_ctc", "dldebug.ctc", ctc_cases(), _check_ctc, 10000, 400)
 
 
 # -- check_label_alignment --------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def _check_labels(case: dict[str, Any], _workdir: Path) -> None:
     assert abs(result.accuracy - expected) < 1e-9, (result.accuracy, expected)
 
 
-LABELS = Target("check_label_alignment", "dldebug.labels", label_cases(), _check_labels, 8000, 100)
+LABELS = Target("check_label_alignment", "dldebug.labels", label_cases(), _check_labels, 8000, 300)
 
 
 # -- compare_models --------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def _check_compare(case: dict[str, Any], _workdir: Path) -> None:
         assert bool(comparison), f"a model differs from its own copy: {comparison.report.findings}"
 
 
-COMPARE = Target("compare_models", "dldebug.compare", compare_cases(), _check_compare, 3000, 40)
+COMPARE = Target("compare_models", "dldebug.compare", compare_cases(), _check_compare, 3000, 120)
 
 
 # -- LocallyConnected2d ------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def _check_locally_connected(case: dict[str, Any], _workdir: Path) -> None:
 
 
 LOCALLY_CONNECTED = Target("LocallyConnected2d", "dldebug.nn", locally_connected_cases(), _check_locally_connected,
-                           10000, 150)
+                           10000, 400)
 
 
 # -- compress_linear_layers -------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def _assert_untouched(model: nn.Module, before: dict[str, torch.Tensor]) -> None
         assert torch.equal(after[name], value), f"the user's model was modified: {name}"
 
 
-COMPRESS = Target("compress_linear_layers", "dldebug.compress", compress_cases(), _check_compress, 5000, 60)
+COMPRESS = Target("compress_linear_layers", "dldebug.compress", compress_cases(), _check_compress, 5000, 200)
 
 
 # -- preflight ---------------------------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def _optimizer(kind: str, model: nn.Module, lr: float) -> Any:
 
 
 def _check_preflight(case: dict[str, Any], _workdir: Path) -> None:
-    from dldebug import preflight
+    from dldebug.preflight import preflight  # not `from dldebug import`: see crashes.md C13
 
     model = case["model"]
     optimizer = _optimizer(case["optimizer"], model, case["lr"])
@@ -452,7 +452,7 @@ def _check_preflight(case: dict[str, Any], _workdir: Path) -> None:
     _round_trip(report)
 
 
-PREFLIGHT = Target("preflight", "dldebug.preflight", preflight_cases(), _check_preflight, 1500, 25)
+PREFLIGHT = Target("preflight", "dldebug.preflight", preflight_cases(), _check_preflight, 1500, 80)
 
 
 # -- probe_equivariance -------------------------------------------------------------------------------------
@@ -507,6 +507,6 @@ def _check_equivariance(case: dict[str, Any], _workdir: Path) -> None:
         assert not report.has("equivariance.broken"), f"a pointwise model is equivariant: {report.findings}"
 
 
-EQUIVARIANCE = Target("probe_equivariance", "dldebug.checks", equivariance_cases(), _check_equivariance, 4000, 50)
+EQUIVARIANCE = Target("probe_equivariance", "dldebug.checks", equivariance_cases(), _check_equivariance, 4000, 150)
 
 API_TARGETS = (CURVE, CTC, LABELS, COMPARE, LOCALLY_CONNECTED, COMPRESS, PREFLIGHT, EQUIVARIANCE)

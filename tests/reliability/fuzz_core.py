@@ -81,7 +81,6 @@ class Tally:
     refused: int = 0
     seconds: float = 0.0
     crashes: dict[str, Crash] = field(default_factory=dict)
-    running: Any = field(default=None, repr=False)  # (case, start time) while a case runs: for a watchdog
 
     @property
     def crash_count(self) -> int:
@@ -138,7 +137,6 @@ def attempt(target: Target, case: Any, tally: Tally) -> None:
     """Run one case and add its outcome to ``tally``."""
     workdir = Path(tempfile.mkdtemp(prefix="dldebug-fuzz-", dir=_scratch_root()))
     tally.tried += 1
-    tally.running = (case, time.monotonic())
     try:
         with _time_limit(target.timeout_s):
             target.run(case, workdir)
@@ -148,17 +146,7 @@ def attempt(target: Target, case: Any, tally: Tally) -> None:
     except (Exception, CaseTimeout) as exc:  # everything else is what we hunt
         _record(tally, exc, case)
     finally:
-        tally.running = None
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def record_hang(tally: Tally, case: Any, frames: str) -> None:
-    """A case stuck in native code, where the time limit's signal cannot interrupt it (seen by a watchdog)."""
-    innermost = frames.strip().splitlines()[-2:] if frames.strip() else ["?"]
-    key = "Hang@" + innermost[0].strip()
-    text = repr(case)
-    tally.crashes[key] = Crash(key, "the case never returned (stuck in native code)",
-                               text if len(text) < 600 else text[:600] + "...", frames[-1500:])
 
 
 def _record(tally: Tally, exc: BaseException, case: Any) -> None:
@@ -172,14 +160,21 @@ def _record(tally: Tally, exc: BaseException, case: Any) -> None:
                                "".join(traceback.format_exception(exc)[-6:]).strip())
 
 
-def fuzz(target: Target, examples: int, *, random_seed: int | None = None, tally: Tally | None = None) -> Tally:
-    """Try ``examples`` cases of ``target``; reproducible: derandomized when ``random_seed`` is None (CI)."""
+def fuzz(target: Target, examples: int, *, random_seed: int | None = None,
+         before_case: Callable[[Any], None] | None = None, tally: Tally | None = None) -> Tally:
+    """Try ``examples`` cases of ``target``; reproducible: derandomized when ``random_seed`` is None (CI).
+
+    ``before_case(case)`` runs before each case and ``tally`` collects the outcomes (the benchmark
+    shares it with a progress file its parent reads).
+    """
     tally = tally if tally is not None else Tally(target.name)
 
     @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), derandomize=random_seed is None, print_blob=False)
     @given(target.cases)
     def body(case: Any) -> None:
+        if before_case is not None:
+            before_case(case)
         attempt(target, case, tally)
 
     start = time.perf_counter()

@@ -285,16 +285,16 @@ _csv_names = st.sampled_from(["log.csv", "train.tsv", "history.txt"])
 _jsonl_names = st.sampled_from(["m.jsonl", "m.ndjson", "metrics.json"])
 _EVENTS = "run/events.out.tfevents.1.host.0"
 LOG_TARGETS = (
-    Target("read_log.csv", "dldebug.curves", _log_case(csv_logs(), wild_csv(), _csv_names), _run(), 9000, 80,
+    Target("read_log.csv", "dldebug.curves", _log_case(csv_logs(), wild_csv(), _csv_names), _run(), 9000, 240,
            from_bytes=_raw_log("log.csv")),
     Target("read_log.jsonl", "dldebug.curves", _log_case(jsonl_logs(), wild_jsonl(), _jsonl_names), _run(), 9000,
-           80, from_bytes=_raw_log("m.jsonl")),
+           240, from_bytes=_raw_log("m.jsonl")),
     Target("read_log.trainer_state", "dldebug.curves",
-           _log_case(trainer_states(), wild_trainer_state(), "checkpoint-10/trainer_state.json"), _run(), 8000, 60,
+           _log_case(trainer_states(), wild_trainer_state(), "checkpoint-10/trainer_state.json"), _run(), 8000, 180,
            from_bytes=_raw_log("trainer_state.json")),
-    Target("read_log.lightning", "dldebug.curves", lightning_dirs(), _run(), 6000, 50,
+    Target("read_log.lightning", "dldebug.curves", lightning_dirs(), _run(), 6000, 150,
            from_bytes=_raw_log("lightning_logs/version_0/metrics.csv", "lightning_logs")),
-    Target("read_log.tensorboard", "dldebug.curves", tensorboard_dirs(), _run(), 6000, 50,
+    Target("read_log.tensorboard", "dldebug.curves", tensorboard_dirs(), _run(), 6000, 150,
            from_bytes=_raw_log(_EVENTS, "run")),
 )
 

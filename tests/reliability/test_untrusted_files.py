@@ -69,12 +69,12 @@ def test_pickle_payload_is_refused_and_never_runs(pickle_corpus: dict[str, Malic
 def test_pickle_payload_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     (item,) = [f for f in pickle_files(tmp_path) if f.name == "os.system-in-state-dict.pt"]
-    (tmp_path / "nets.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(2, 2)\n")
+    (tmp_path / "untrusted_nets.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(2, 2)\n")
     monkeypatch.chdir(tmp_path)
-    for args in (["audit", "nets:build", "--weights", str(item.path), "--input", "1x2"],
-                 ["compress", "nets:build", "--weights", str(item.path), "--rank", "1", "--input", "1x2",
+    for args in (["audit", "untrusted_nets:build", "--weights", str(item.path), "--input", "1x2"],
+                 ["compress", "untrusted_nets:build", "--weights", str(item.path), "--rank", "1", "--input", "1x2",
                   "--out", str(tmp_path / "c.pt2")],
-                 ["audit", "nets:build", "--input", str(item.path)]):
+                 ["audit", "untrusted_nets:build", "--input", str(item.path)]):
         code = main(args)
         err = " ".join(capsys.readouterr().err.split())
         assert code == 2, err

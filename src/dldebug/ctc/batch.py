@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ def as_length_tensor(lengths: Lengths, name: str) -> torch.Tensor:
         return lengths.detach().reshape(-1).to(torch.int64)
     if isinstance(lengths, np.ndarray) and lengths.ndim > 1:
         raise InputError(f"{name} must be 1-D (one length per sample); got shape {lengths.shape}.")
+    values: list[Any]
     if _is_integer(lengths):
         values = [lengths]
     elif isinstance(lengths, (Sequence, np.ndarray)) and not isinstance(lengths, (str, bytes)):
@@ -98,9 +99,10 @@ def as_length_tensor(lengths: Lengths, name: str) -> torch.Tensor:
         raise InputError(f"{name} must be a tensor or a sequence of ints; got {type(lengths).__name__} {lengths!r}.")
     if not all(_is_integer(v) for v in values):
         raise InputError(f"{name} must be a tensor or a sequence of ints; got {lengths!r}.")
-    if any(not -2**63 <= int(v) < 2**63 for v in values):
+    ints = [int(v) for v in values]
+    if any(not -2**63 <= v < 2**63 for v in ints):
         raise InputError(f"{name} holds a value beyond int64; got {lengths!r}.")
-    return torch.tensor([int(v) for v in values], dtype=torch.int64)
+    return torch.tensor(ints, dtype=torch.int64)
 
 
 def _is_integer(value: object) -> bool:
