@@ -233,3 +233,5 @@ def test_bad_options_raise_clear_errors(make_setup) -> None:
         check_ctc(*s.args(), layout="NCT")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="num_labels must be a positive int"):
         check_ctc(*s.args(), num_labels=0)
+    with pytest.raises(InputError, match=re.escape("blank must be an int class index; got 1180591620717411303424.")):
+        check_ctc(*s.args(), blank=2**70)  # found by the fuzzer: OverflowError comparing targets with it

@@ -80,3 +80,11 @@ def test_autocast_activations_are_cast_to_the_weights_dtype():
     torch.testing.assert_close(out, expected)
     naive = F.conv2d(x.bfloat16().float(), layer.weight[0, 0])[:, :, :1, :1] + layer.bias[:, :1, :1]
     torch.testing.assert_close(out[:, :, :1, :1], naive, rtol=1e-5, atol=1e-5)  # location (0, 0) by hand
+
+
+def test_sizes_beyond_what_torch_can_index_are_config_errors():
+    # found by the fuzzer: a stride of 2**65 reached unfold and failed with "Overflow when unpacking long long"
+    with pytest.raises(ConfigError, match=r"stride must be an int >= 1 or a pair of them; got \(36893488147419103232, "
+                                          r"1\)\. Sizes are at most 2\*\*31 - 1\."):
+        _layer(stride=(2**65, 1))
+    assert _layer(stride=(2**20, 1)).output_size == (1, 4)  # a huge but indexable stride is fine

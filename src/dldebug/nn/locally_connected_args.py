@@ -23,23 +23,34 @@ PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 
 
+_MAX_SIZE = 2**31 - 1  # torch's unfold/as_strided take C longs; no real geometry comes near
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_size(value: Any, minimum: int) -> bool:
+    return _is_int(value) and minimum <= value <= _MAX_SIZE
+
+
+def _too_large(values: tuple[Any, ...]) -> str:
+    return " Sizes are at most 2**31 - 1." if any(_is_int(v) and v > _MAX_SIZE for v in values) else ""
+
+
 def pair(value: int | Sequence[int], name: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each ``>= minimum``, as a pair (``ConfigError`` otherwise; bools are no ints)."""
+    """An int or a pair of ints in ``[minimum, 2**31)``, as a pair (``ConfigError`` otherwise; bools are no ints)."""
     values = (value, value) if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(values) != 2 or not all(_is_int(v) and v >= minimum for v in values):
-        raise ConfigError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}.")
+    if len(values) != 2 or not all(_is_size(v, minimum) for v in values):
+        raise ConfigError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}.{_too_large(values)}")
     return values[0], values[1]
 
 
 def single(value: int | Sequence[int], name: str, minimum: int) -> tuple[int, int]:
     """A 1-D layer's int as the 2-D pair ``(neutral, value)`` its computation uses."""
     values = (value,) if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(values) != 1 or not _is_int(values[0]) or values[0] < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}; got {value!r}.")
+    if len(values) != 1 or not _is_size(values[0], minimum):
+        raise ConfigError(f"{name} must be an int >= {minimum}; got {value!r}.{_too_large(values)}")
     return (1 if name != "padding" else 0), values[0]
 
 
