@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import logging
 import pickle
 import sys
 import zipfile
@@ -26,6 +27,17 @@ import numpy as np
 import torch
 
 from dldebug.errors import FileFormatError, InputError, UnsafeFileError, require
+from dldebug.untrusted import (
+    UNSAFE_HINT,
+    array_to_tensor,
+    check_npy_file,
+    check_npz_file,
+    check_onnx_external_data,
+    error_detail,
+    torch_load_weights_only,
+    unpickling_refusal,
+    weights_only_unpickling,
+)
 
 __all__ = [
     "OnnxModel",
@@ -40,10 +52,6 @@ __all__ = [
 ]
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-_UNSAFE_HINT = (
-    "dldebug never unpickles arbitrary objects. Save weights with "
-    "torch.save(model.state_dict(), path) or safetensors, or the model with torch.export.save."
-)
 
 
 @dataclass(frozen=True)
@@ -59,16 +67,32 @@ class OnnxModel:
         return [i.name for i in self.proto.graph.input if i.name not in initializers]
 
     def session(self, **options: Any) -> Any:
-        """A new ``onnxruntime.InferenceSession`` on the CPU."""
+        """A new ``onnxruntime.InferenceSession`` on the CPU.
+
+        Raises:
+            FileFormatError: onnxruntime cannot build a session from the model (an op it lacks, bad types ...).
+        """
         ort = require("onnxruntime", extra="onnx", feature="running an ONNX model")
-        return ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"], **options)
+        try:
+            return ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"],
+                                        **options)
+        except Exception as exc:  # onnxruntime's Fail, InvalidGraph, NotImplemented ... share no public base
+            raise FileFormatError(f"onnxruntime cannot load this model ({error_detail(exc)}).",
+                                  path=self.path) from None
 
 
 def _check_exists(path: Path, what: str) -> None:
+    """A readable regular file, or one clear error saying which of those it is not."""
     if not path.exists():
         raise FileFormatError(f"{what} not found. Check the path (working directory: {Path.cwd()}).", path=path)
     if path.is_dir():
         raise FileFormatError(f"{what} is a folder, expected a file.", path=path)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise FileFormatError(f"{what} cannot be read ({exc.strerror or type(exc).__name__}). Check its "
+                              "permissions.", path=path) from None
 
 
 def load_factory(spec: str) -> Any:
@@ -151,70 +175,67 @@ def load_model(spec: str | Path, *, weights: str | Path | None = None) -> torch.
     return model
 
 
-@contextlib.contextmanager
-def _weights_only_unpickling() -> Iterator[None]:
-    """Force every ``torch.load`` to ``weights_only=True`` and refuse raw pickle loads.
-
-    ``torch.export.load`` falls back to ``weights_only=False`` for some archive
-    entries; inside this context that fallback cannot execute code.
-    """
-    from torch.export.pt2_archive import _package
-
-    original_load = torch.load
-    original_pickle = _package.pickle
-    original_c_load = getattr(torch._C, "_pickle_load_obj", None)
-
-    def safe_load(*args: Any, **kwargs: Any) -> Any:
-        kwargs["weights_only"] = True
-        return original_load(*args, **kwargs)
-
-    def refuse(*_args: Any, **_kwargs: Any) -> Any:
-        raise pickle.UnpicklingError("the archive holds a pickled Python object (custom class or script object)")
-
-    class _NoPickle:
-        loads = staticmethod(refuse)
-        load = staticmethod(refuse)
-        UnpicklingError = pickle.UnpicklingError
-
-    torch.load = safe_load  # type: ignore[assignment]
-    _package.pickle = _NoPickle  # type: ignore[assignment]
-    if original_c_load is not None:
-        torch._C._pickle_load_obj = refuse
-    try:
-        yield
-    finally:
-        torch.load = original_load  # type: ignore[assignment]
-        _package.pickle = original_pickle
-        if original_c_load is not None:
-            torch._C._pickle_load_obj = original_c_load
-
-
 def _load_exported(path: Path) -> torch.nn.Module:
     data = path.read_bytes()
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise FileFormatError("not a torch.export archive (not a zip file; truncated or corrupt?). "
                               "Create one with torch.export.save(torch.export.export(model, args), path).",
                               path=path)
+    with _captured_export_logs() as logged:
+        try:
+            with weights_only_unpickling():
+                return torch.export.load(io.BytesIO(data)).module()
+        except pickle.UnpicklingError as exc:
+            refusal = unpickling_refusal(exc)
+            if refusal is not None:
+                raise UnsafeFileError(f"refused to load: {refusal}. {UNSAFE_HINT}", path=path) from None
+            cause: BaseException = exc
+        except Exception as exc:  # torch raises many types for damaged archives
+            cause = exc
+    first = next((record.exc_info[1] for record in logged if record.exc_info and record.exc_info[1]), cause)
+    raise FileFormatError(f"cannot read the torch.export archive ({error_detail(first)}). Is it truncated or "
+                          "from an incompatible torch version?", path=path) from None
+
+
+@contextlib.contextmanager
+def _captured_export_logs() -> Iterator[list[logging.LogRecord]]:
+    """Keep torch.export's own warnings (tracebacks of a failed load) off the user's terminal, for our message.
+
+    A logger-level filter sees each record before any handler (torch installs its own) and drops it.
+    """
+    records: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        records.append(record)
+        return False
+
+    loggers = [logging.getLogger(name) for name in ("torch.export", "torch._export.serde.serialize")]
+    for logger in loggers:
+        logger.addFilter(keep)
     try:
-        with _weights_only_unpickling():
-            program = torch.export.load(io.BytesIO(data))
-    except pickle.UnpicklingError as exc:
-        raise UnsafeFileError(f"refused to load: {str(exc).splitlines()[0]}. {_UNSAFE_HINT}", path=path) from None
-    except Exception as exc:  # torch raises many types for damaged archives
-        raise FileFormatError(f"cannot read the torch.export archive ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Is it truncated or "
-                              "from an incompatible torch version?", path=path) from None
-    return program.module()
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)
 
 
 def _load_onnx(path: Path) -> OnnxModel:
     onnx = require("onnx", extra="onnx", feature="loading an .onnx model")
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise FileFormatError(f"not a valid ONNX model ({error_detail(exc)}).", path=path) from None
+    if check_onnx_external_data(proto, path):  # every location checked before a byte of it is read
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(proto, str(path.parent))
+        except Exception as exc:
+            raise FileFormatError(f"cannot read the model's external data ({error_detail(exc)}).", path=path) from None
+    try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise FileFormatError(f"not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
-                              path=path) from None
+        raise FileFormatError(f"not a valid ONNX model ({error_detail(exc)}).", path=path) from None
     return OnnxModel(path, proto)
 
 
@@ -234,7 +255,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise FileFormatError(f"not a valid safetensors file ({exc}).", path=path) from None
-    obj = _torch_load_weights_only(path)
+    obj = torch_load_weights_only(path)
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -245,47 +266,15 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items()}
 
 
-def _torch_load_weights_only(path: Path) -> Any:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = str(exc).split("\n")[0][:200]
-        if "Weights only load failed" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
-            raise UnsafeFileError(f"refused to load: the file holds pickled Python objects beyond tensors "
-                                  f"({detail}). {_UNSAFE_HINT}", path=path) from None
-        raise FileFormatError(f"corrupt or truncated torch file ({detail}).", path=path) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        detail = str(exc).split("\n")[0][:200] or type(exc).__name__
-        raise FileFormatError(f"corrupt or truncated torch file ({detail}).", path=path) from None
-
-
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors in ``.npy`` (key ``"x"``), ``.npz`` or ``.pt`` (a tensor or a dict of tensors)."""
     path = Path(path)
     _check_exists(path, "Tensor file")
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
-        try:
-            loaded = np.load(str(path), allow_pickle=False)
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise UnsafeFileError(f"refused: the array file holds pickled objects. {_UNSAFE_HINT}",
-                                      path=path) from None
-            raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
-        if isinstance(loaded, np.ndarray):
-            return {"x": torch.from_numpy(np.ascontiguousarray(loaded))}
-        try:
-            with loaded:
-                return {k: torch.from_numpy(np.ascontiguousarray(loaded[k])) for k in loaded.files}
-        except ValueError as exc:
-            raise UnsafeFileError(f"refused: the .npz holds pickled objects ({exc}). {_UNSAFE_HINT}",
-                                  path=path) from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
+        return _load_numpy(path, suffix)
     if suffix in (".pt", ".pth"):
-        obj = _torch_load_weights_only(path)
+        obj = torch_load_weights_only(path)
         if isinstance(obj, torch.Tensor):
             return {"x": obj}
         if isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -296,9 +285,30 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     raise FileFormatError(f"unsupported tensor file type {suffix!r}; expected .npy, .npz or .pt.", path=path)
 
 
+def _load_numpy(path: Path, suffix: str) -> dict[str, torch.Tensor]:
+    (check_npy_file if suffix == ".npy" else check_npz_file)(path)  # a forged header allocates nothing
+    try:
+        loaded = np.load(str(path), allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"x": array_to_tensor(loaded, "x", path)}
+        with loaded:
+            return {k: array_to_tensor(loaded[k], k, path) for k in loaded.files}
+    except FileFormatError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise UnsafeFileError(f"refused: the array file holds pickled objects. {UNSAFE_HINT}",
+                                  path=path) from None
+        raise FileFormatError(f"corrupt or truncated numpy file ({exc}).", path=path) from None
+    except Exception as exc:  # zipfile, zlib and numpy's parser raise many types for damaged files
+        raise FileFormatError(f"corrupt or truncated numpy file ({error_detail(exc)}).", path=path) from None
+
+
 def load_tensor(path: str | Path, key: str | None = None) -> torch.Tensor:
     """One tensor from a file; ``key`` picks one from an ``.npz`` or a dict ``.pt``."""
     tensors = load_tensors(path)
+    if not tensors:
+        raise FileFormatError("holds no array; save at least one (np.savez(path, x=array)).", path=path)
     if key is None:
         if len(tensors) == 1:
             return next(iter(tensors.values()))

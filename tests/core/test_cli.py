@@ -158,3 +158,26 @@ def test_compare_input_that_looks_like_a_shape_gets_a_hint(tmp_path, capsys, mon
     code, _, err = run(["compare", "nets:a", "nets:a", "--input", "1x4"], capsys)
     assert code == 2
     assert "looks like a shape: use --input ones --shape 1x4." in " ".join(err.split())
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (PermissionError(13, "Permission denied", "/data/r.json"), 2),
+    (OSError(28, "No space left on device", "/data/out.html"), 2),
+    (IsADirectoryError(21, "Is a directory", "/data"), 2),
+    (OSError(5, "Input/output error"), 3),  # not the user's paths: still reported as a dldebug bug
+])
+def test_file_system_errors_are_bad_input_not_bugs(capsys, monkeypatch, tmp_path, error, expected):
+    import dldebug.findings
+
+    def broken(_text):
+        raise error
+
+    monkeypatch.setattr(dldebug.findings.Report, "from_json", classmethod(lambda cls, t: broken(t)))
+    monkeypatch.delenv("DLDEBUG_DEBUG", raising=False)
+    code, out, err = run(["show", str(write_report(tmp_path / "r.json"))], capsys)
+    assert code == expected
+    assert "Traceback" not in out + err
+    if expected == 2:
+        assert f"error: {error.filename}: {error.strerror}. Check the path" in " ".join(err.split())
+    else:
+        assert "internal error: OSError" in err

@@ -195,3 +195,74 @@ def test_load_model_inputs_keyword_arrays_keep_dtypes(tmp_path: pathlib.Path) ->
     np.save(tmp_path / "x.npy", np.zeros((1, 3), dtype=np.float32))
     assert load_model_inputs(str(tmp_path / "x.npy")).shape == (1, 3)
     assert load_model_inputs("1x2").shape == (1, 2)
+
+
+# -- regressions found by the fuzzer (tests/reliability) ------------------------------------------------------
+@pytest.mark.parametrize("array", [np.float32(2.5), np.arange(3, dtype=">f4"), np.arange(4, dtype=">i8").reshape(2, 2),
+                                   np.asfortranarray(np.arange(6.0).reshape(2, 3)), np.zeros((0, 3), dtype="<u2")],
+                         ids=["0-d", "big-endian-float", "big-endian-int", "fortran", "empty-uint16"])
+def test_numpy_arrays_keep_shape_dtype_and_values(tmp_path, array):
+    np.save(tmp_path / "a.npy", array)
+    tensor = load_tensor(tmp_path / "a.npy")
+    assert tuple(tensor.shape) == np.shape(array)  # a 0-d array used to come back as shape (1,)
+    np.testing.assert_array_equal(tensor.numpy(), np.asarray(array).astype(np.asarray(array).dtype.newbyteorder("=")))
+
+
+@pytest.mark.parametrize(("array", "kind"), [(np.array(["ab", "c"]), "text"), (np.array([b"x"]), "bytes"),
+                                             (np.array(["2020-01-01"], dtype="datetime64[D]"), "dates"),
+                                             (np.zeros(2, dtype=[("a", "<f4")]), "records"),
+                                             (np.zeros(2, dtype=np.longdouble), "long double")])
+def test_numpy_dtypes_torch_lacks_are_refused_by_name(tmp_path, array, kind):
+    np.save(tmp_path / "a.npy", array)
+    with pytest.raises(FileFormatError, match=rf"array 'x' has dtype .* \({kind}\), which torch cannot hold"):
+        load_tensor(tmp_path / "a.npy")
+    np.savez(tmp_path / "b.npz", ok=np.ones(2), bad=array)
+    with pytest.raises(FileFormatError, match="array 'bad' has dtype"):
+        load_tensors(tmp_path / "b.npz")
+
+
+def test_npz_without_arrays_is_named(tmp_path):
+    np.savez(tmp_path / "empty.npz")
+    with pytest.raises(FileFormatError, match=r"empty\.npz: holds no array"):
+        load_tensor(tmp_path / "empty.npz")
+
+
+@pytest.mark.parametrize("content", [b"sUh\x05", b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.",
+                                     b"\x80\x02}q\x00(X\x10\x00\x00\x00", b"\x80\x02h\x83."],
+                         ids=["pop-from-empty-stack", "legacy-header-only", "truncated-dict", "memo-key-error"])
+def test_damaged_pickles_of_any_exception_type_are_file_format_errors(tmp_path, content):
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    with pytest.raises(FileFormatError, match="corrupt or truncated torch file") as info:
+        load_state_dict(path)
+    assert not isinstance(info.value, UnsafeFileError)
+
+
+def test_unreadable_file_is_named_not_an_internal_error(tmp_path, monkeypatch):
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.ones(1)}, path)
+    original = pathlib.Path.open
+
+    def denied(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", denied)
+    with pytest.raises(FileFormatError, match=r"w\.pt: Weights file cannot be read \(Permission denied\)"):
+        load_state_dict(path)
+
+
+def test_damaged_pt2_keeps_torch_tracebacks_off_the_terminal(tmp_path, capfd):
+    _, path = _exported_archive(tmp_path)
+    src = zipfile.ZipFile(path)
+    bad = tmp_path / "bad.pt2"
+    with zipfile.ZipFile(bad, "w") as out:  # a valid zip whose archive version record is missing
+        for info in src.infolist():
+            if not info.filename.endswith(".data/version"):
+                out.writestr(info, src.read(info.filename))
+    capfd.readouterr()
+    with pytest.raises(FileFormatError, match="cannot read the torch.export archive"):
+        load_model(bad)
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out and "Ran into" not in captured.err

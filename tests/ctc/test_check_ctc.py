@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -202,6 +203,15 @@ BAD_INPUTS: list[tuple[str, Callable[[Any], tuple], type[Exception], str]] = [
      "expected (TNC) = (T, N, C)."),
     ("length count", lambda s: (s.log_probs, s.targets, s.input_lengths, s.target_lengths[:5]), InputError,
      "input_lengths has 6 entries but target_lengths has 5; both need one entry per sample."),
+    # regressions of the fuzzer (tests/reliability): these raised TypeError / RuntimeError before
+    ("None lengths", lambda s: (s.log_probs, s.targets, None, s.target_lengths), InputError,
+     "input_lengths must be a tensor or a sequence of ints; got NoneType None."),
+    ("huge length", lambda s: (s.log_probs, s.targets, [2**70] * 6, s.target_lengths), InputError,
+     "input_lengths holds a value beyond int64"),
+    ("float list", lambda s: (s.log_probs, s.targets, s.input_lengths, [1.5] * 6), InputError,
+     "target_lengths must be a tensor or a sequence of ints; got [1.5, 1.5"),
+    ("2-D numpy lengths", lambda s: (s.log_probs, s.targets, s.input_lengths.numpy().reshape(2, 3), s.target_lengths),
+     InputError, "input_lengths must be 1-D (one length per sample); got shape (2, 3)."),
 ]
 
 
@@ -211,9 +221,17 @@ def test_bad_inputs_raise_one_clear_error(make_setup, case: str, make, error: ty
         check_ctc(*make(make_setup()))
 
 
+def test_numpy_lengths_give_the_same_report_as_tensors(make_setup) -> None:
+    s = make_setup()
+    as_numpy = check_ctc(s.log_probs, s.targets, s.input_lengths.numpy(), [np.int32(n) for n in s.target_lengths])
+    assert as_numpy.findings == check_ctc(*s.args()).findings
+
+
 def test_bad_options_raise_clear_errors(make_setup) -> None:
     s = make_setup()
     with pytest.raises(ConfigError, match=re.escape("layout must be 'TNC' or 'NTC'; got 'NCT'.")):
         check_ctc(*s.args(), layout="NCT")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="num_labels must be a positive int"):
         check_ctc(*s.args(), num_labels=0)
+    with pytest.raises(InputError, match=re.escape("blank must be an int class index; got 1180591620717411303424.")):
+        check_ctc(*s.args(), blank=2**70)  # found by the fuzzer: OverflowError comparing targets with it

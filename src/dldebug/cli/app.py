@@ -7,6 +7,7 @@ set ``DLDEBUG_DEBUG=1`` for the traceback); 130 interrupted.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -80,6 +81,24 @@ _USAGE: tuple[type[Any], ...] = tuple({getattr(typer, "TyperException", click.Cl
 _ABORT: tuple[type[Any], ...] = (typer.Abort, click.exceptions.Abort)
 
 
+#: Errors of the file system around the user's paths, not of dldebug: bad input (exit 2).
+_ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
+                                 errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE})
+
+
+def _report_unexpected(exc: Exception) -> int:
+    """Print an error no dldebug check anticipated; 2 when the file system caused it, else 3 (a dldebug bug)."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(Text.assemble(("error: ", "bold red"), f"{where}{exc.strerror or exc}. Check the path, "
+                                        "its permissions and the free disk space."), highlight=False, soft_wrap=True)
+        return 2
+    err_console.print(Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}\n"
+                      "This is a bug in dldebug; rerun with DLDEBUG_DEBUG=1 for the traceback and report it."),
+                      highlight=False, soft_wrap=True)
+    return 3
+
+
 def main(argv: Sequence[str] | None = None, *, application: typer.Typer | None = None) -> int:
     """Run the CLI; returns (and, as a console script, exits with) the status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -106,10 +125,7 @@ def main(argv: Sequence[str] | None = None, *, application: typer.Typer | None =
     except Exception as exc:
         if os.environ.get("DLDEBUG_DEBUG"):
             raise
-        err_console.print(Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}\n"
-                          "This is a bug in dldebug; rerun with DLDEBUG_DEBUG=1 for the traceback and report it."),
-                          highlight=False, soft_wrap=True)
-        code = 3
+        code = _report_unexpected(exc)
     if argv is None:
         sys.exit(code)
     return code

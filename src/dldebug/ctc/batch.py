@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from dldebug.errors import ConfigError, InputError
@@ -79,7 +80,7 @@ class CTCBatch:
 
 
 def as_length_tensor(lengths: Lengths, name: str) -> torch.Tensor:
-    """Lengths as a 1-D int64 tensor; a clear error for floats, matrices and non-numbers."""
+    """Lengths as a 1-D int64 tensor; a clear error for floats, matrices, huge values and non-numbers."""
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise InputError(f"{name} must hold integers; got a {lengths.dtype} tensor. "
@@ -87,10 +88,25 @@ def as_length_tensor(lengths: Lengths, name: str) -> torch.Tensor:
         if lengths.dim() > 1:
             raise InputError(f"{name} must be 1-D (one length per sample); got shape {tuple(lengths.shape)}.")
         return lengths.detach().reshape(-1).to(torch.int64)
-    values = [lengths] if isinstance(lengths, int) else list(lengths)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if isinstance(lengths, np.ndarray) and lengths.ndim > 1:
+        raise InputError(f"{name} must be 1-D (one length per sample); got shape {lengths.shape}.")
+    values: list[Any]
+    if _is_integer(lengths):
+        values = [lengths]
+    elif isinstance(lengths, (Sequence, np.ndarray)) and not isinstance(lengths, (str, bytes)):
+        values = list(lengths)
+    else:
+        raise InputError(f"{name} must be a tensor or a sequence of ints; got {type(lengths).__name__} {lengths!r}.")
+    if not all(_is_integer(v) for v in values):
         raise InputError(f"{name} must be a tensor or a sequence of ints; got {lengths!r}.")
-    return torch.tensor(values, dtype=torch.int64)
+    ints = [int(v) for v in values]
+    if any(not -2**63 <= v < 2**63 for v in ints):
+        raise InputError(f"{name} holds a value beyond int64; got {lengths!r}.")
+    return torch.tensor(ints, dtype=torch.int64)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def as_batch(log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: Lengths, target_lengths: Lengths,

@@ -58,7 +58,7 @@ def check_ctc(log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: Len
                                    or num_labels < 1):
         raise InputError(f"num_labels must be a positive int (the labels without the blank) or None; "
                          f"got {num_labels!r}.")
-    if isinstance(blank, bool) or not isinstance(blank, int):
+    if isinstance(blank, bool) or not isinstance(blank, int) or not -2**63 <= blank < 2**63:
         raise InputError(f"blank must be an int class index; got {blank!r}.")
     batch = as_batch(log_probs, targets, input_lengths, target_lengths, layout=layout)
     integer_dtypes = (targets.dtype, _dtype_of(input_lengths), _dtype_of(target_lengths))

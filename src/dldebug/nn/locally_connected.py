@@ -22,13 +22,14 @@ lives in :mod:`dldebug.nn.locally_connected_keras`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dldebug.errors import ConfigError, InputError
+from dldebug.nn.locally_connected_args import PaddingMode, check_arguments, check_weight_memory, pair, single
 from dldebug.nn.locally_connected_fused import FUSED_CHUNK_BYTES, _FusedLocations, _use_fused
 
 if TYPE_CHECKING:
@@ -36,16 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LocallyConnected1d", "LocallyConnected2d", "locally_connected2d"]
 
-PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
-_PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 DEFAULT_MAX_PATCH_BYTES = 256 * 2**20
-
-
-def _pair(value: int | Sequence[int], name: str, minimum: int) -> tuple[int, int]:
-    values = (value, value) if isinstance(value, int) else tuple(value)
-    if len(values) != 2 or not all(isinstance(v, int) and v >= minimum for v in values):
-        raise ConfigError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}.")
-    return values[0], values[1]
 
 
 def _output_length(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -118,6 +110,9 @@ def locally_connected2d(
         The output, ``(B, C_out, H_out, W_out)``.
     """
     out_h, out_w, c_out = weight.shape[:3]
+    if x.shape[0] == 0:  # an empty batch, as nn.Conv2d allows
+        out = x.new_zeros(0, c_out, out_h, out_w) + (0 if bias is None else bias)
+        return out + (weight.sum() * 0)  # keeps the result connected to the weights for autograd
     x = _pad(x, padding, padding_mode)
     if _use_fused(x, weight, dilation):
         rows = _rows_per_chunk(x.shape[0], out_w, weight[0, 0, 0].numel(), x.element_size(),
@@ -178,23 +173,21 @@ class _LocallyConnectedNd(nn.Module):
         factory: dict[str, Any],
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive int; got {value!r}.")
-        if padding_mode not in _PADDING_MODES:
-            raise ConfigError(
-                f"padding_mode must be one of {', '.join(repr(m) for m in _PADDING_MODES)}; got {padding_mode!r}."
-            )
-        if not isinstance(max_patch_bytes, int) or max_patch_bytes < 1:
-            raise ConfigError(f"max_patch_bytes must be a positive int (bytes); got {max_patch_bytes!r}.")
+        check_arguments(in_channels, out_channels, bias, padding_mode, max_patch_bytes, factory)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.input_size, self.kernel_size, self.stride = input_size, kernel_size, stride
         self.padding, self.dilation, self.padding_mode = padding, dilation, padding_mode
         self.max_patch_bytes = max_patch_bytes
         self.output_size = self._check_geometry()
         out_h, out_w = self.output_size
-        self.weight = nn.Parameter(torch.empty(out_h, out_w, out_channels, in_channels, *kernel_size, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, out_h, out_w, **factory)) if bias else None
+        shape = (out_h, out_w, out_channels, in_channels, *kernel_size)
+        check_weight_memory(type(self).__name__, shape, factory.get("dtype"))
+        try:
+            self.weight = nn.Parameter(torch.empty(shape, **factory))
+            self.bias = nn.Parameter(torch.empty(out_channels, out_h, out_w, **factory)) if bias else None
+        except (RuntimeError, AssertionError) as exc:  # e.g. device="cuda" on a machine without CUDA
+            raise ConfigError(f"cannot create the weights with device={factory.get('device')!r}: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
         self.reset_parameters()
 
     def _check_geometry(self) -> tuple[int, int]:
@@ -229,7 +222,16 @@ class _LocallyConnectedNd(nn.Module):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def _check_input(self, x: Tensor) -> None:
+    def _checked_input(self, x: Tensor) -> Tensor:
+        """``x`` if it fits the layer (under autocast, cast to the weights' dtype), else an InputError."""
+        if not isinstance(x, Tensor):
+            raise InputError(f"{type(self).__name__} expects a tensor; got {type(x).__name__}.")
+        if x.is_floating_point() and x.device == self.weight.device and torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.weight.dtype)  # autocast hands on bf16/fp16 activations; the weights stay as built
+        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+            raise InputError(f"{type(self).__name__} has {self.weight.dtype} weights on {self.weight.device} but got "
+                             f"a {x.dtype} input on {x.device}; convert it with x.to(layer.weight) or build the "
+                             "layer with the input's dtype=/device=.")
         expected = 2 + self._ndim
         shape = tuple(x.shape)
         if x.dim() != expected or shape[1] != self.in_channels or shape[2:] != self._spatial(self.input_size):
@@ -239,6 +241,7 @@ class _LocallyConnectedNd(nn.Module):
                 f"{shape}. The layer was built for input_size={self._spatial(self.input_size)} because its "
                 "weights are unshared per location; resize the input or build a layer for this size."
             )
+        return x
 
     def _spatial(self, pair: tuple[int, int]) -> tuple[int, ...]:
         return pair[1:] if self._ndim == 1 else pair
@@ -348,22 +351,15 @@ class LocallyConnected2d(_LocallyConnectedNd):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
-            in_channels, out_channels, _pair(input_size, "input_size", 1), _pair(kernel_size, "kernel_size", 1),
-            _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1), bias,
+            in_channels, out_channels, pair(input_size, "input_size", 1), pair(kernel_size, "kernel_size", 1),
+            pair(stride, "stride", 1), pair(padding, "padding", 0), pair(dilation, "dilation", 1), bias,
             padding_mode, max_patch_bytes, {"device": device, "dtype": dtype},
         )
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layer to ``x`` of shape ``(B, C_in, H, W)``; returns ``(B, C_out, H_out, W_out)``."""
-        self._check_input(x)
+        x = self._checked_input(x)
         return self._forward2d(x, self.weight, self.bias)
-
-
-def _single(value: int | Sequence[int], name: str, minimum: int) -> tuple[int, int]:
-    values = (value,) if isinstance(value, int) else tuple(value)
-    if len(values) != 1 or not isinstance(values[0], int) or values[0] < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}; got {value!r}.")
-    return (1 if name != "padding" else 0), values[0]
 
 
 class LocallyConnected1d(_LocallyConnectedNd):
@@ -400,8 +396,8 @@ class LocallyConnected1d(_LocallyConnectedNd):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
-            in_channels, out_channels, _single(input_size, "input_size", 1), _single(kernel_size, "kernel_size", 1),
-            _single(stride, "stride", 1), _single(padding, "padding", 0), _single(dilation, "dilation", 1), bias,
+            in_channels, out_channels, single(input_size, "input_size", 1), single(kernel_size, "kernel_size", 1),
+            single(stride, "stride", 1), single(padding, "padding", 0), single(dilation, "dilation", 1), bias,
             padding_mode, max_patch_bytes, {"device": device, "dtype": dtype},
         )
         # Stored in the natural 1-D shape; viewed as 2-D with one row for the computation.
@@ -413,7 +409,7 @@ class LocallyConnected1d(_LocallyConnectedNd):
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layer to ``x`` of shape ``(B, C_in, L)``; returns ``(B, C_out, L_out)``."""
-        self._check_input(x)
+        x = self._checked_input(x)
         out_len = self.output_size[1]
         weight = self.weight.reshape(1, out_len, self.out_channels, self.in_channels, 1, self.kernel_size[1])
         bias = None if self.bias is None else self.bias.reshape(self.out_channels, 1, out_len)

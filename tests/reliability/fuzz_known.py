@@ -1,0 +1,30 @@
+"""Crashes the fuzzer found in modules this suite does not own, reported in /work/notes/crashes.md.
+
+The CI sample still fails on any *other* crash; a target whose only crashes are listed here is
+marked xfail (not strict) with the entry, so the fix by the owning module turns it green.
+Keys are ``Type@file`` (no line number, so edits elsewhere in the file keep the match).
+"""
+
+from __future__ import annotations
+
+KNOWN: dict[str, dict[str, str]] = {
+    "read_log.jsonl": {"OverflowError@dldebug/curves/text_formats.py": "C1"},
+    "read_log.trainer_state": {"OverflowError@dldebug/curves/text_formats.py": "C1"},
+    "read_log.tensorboard": {"ValueError@dldebug/curves/tensorboard.py": "C2"},
+    "diagnose_curve": {"TypeError@dldebug/curves/analysis.py": "C3"},
+    "check_label_alignment": {"TypeError@dldebug/labels/alignment.py": "C4",
+                              "TypeError@dldebug/labels/inputs.py": "C5",
+                              "MemoryError@dldebug/labels/stats.py": "C12",
+                              "OverflowError@dldebug/labels/stats.py": "C12b"},
+    "compress_linear_layers": {"TypeError@dldebug/compress/compress_layers.py": "C6",
+                               "IndexError@dldebug/compress/calibration.py": "C7",
+                               "RuntimeError@dldebug/compress/calibration.py": "C7/C7b"},
+    "probe_equivariance": {"TypeError@dldebug/checks/equivariance.py": "C8/C8b"},
+    "compare_models": {"TypeError@dldebug/compare/api.py": "C9/C10", "ValueError@dldebug/compare/api.py": "C10"},
+}
+
+
+def unknown_crashes(target: str, signatures: list[str]) -> list[str]:
+    """The crash signatures of ``target`` not listed in :data:`KNOWN`."""
+    known = KNOWN.get(target, {})
+    return [s for s in signatures if s.rsplit(":", 1)[0] not in known]
