@@ -187,3 +187,16 @@ def test_bad_arguments(args, message):
     with pytest.raises(InputError) as info:
         preflight(*args)
     assert str(info.value) == message
+
+
+def test_dldebug_preflight_is_callable_whatever_the_import_order() -> None:
+    import subprocess
+    import sys
+
+    code = ("import dldebug.preflight, dldebug, torch\n"
+            "m = torch.nn.Linear(3, 2)\n"
+            "r = dldebug.preflight(m, (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])), torch.nn.CrossEntropyLoss(),"
+            " torch.optim.SGD(m.parameters(), lr=0.1), overfit_steps=0)\n"
+            "print(type(r).__name__, callable(dldebug.preflight), dldebug.preflight.TrainingSetup.__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["Report", "True", "TrainingSetup"]
