@@ -56,13 +56,17 @@ def no_grad(setup: TrainingSetup) -> CheckOutcome:
                         "them, freeze them (requires_grad=False), or reconnect them.")], None
 
 
-_NOT_CLASSES = "the loss is not a cross-entropy/NLL over class logits (N, C, ...)"
+def _not_classes(setup: TrainingSetup) -> str:
+    if setup.loss_fn is None:
+        return ("the model's own loss is not a plain cross-entropy of its logits against the labels (checked "
+                "against F.cross_entropy; e.g. a shifted language-model loss)")
+    return "the loss is not a cross-entropy/NLL over class logits (N, C, ...)"
 
 
 def double_softmax(setup: TrainingSetup) -> CheckOutcome:
     view = setup.class_view()
     if view is None:
-        return [], _NOT_CLASSES
+        return [], _not_classes(setup)
     out = view.logits.float()
     sums = out.exp().sum(dim=1)
     looks_log_softmax = bool((out <= 1e-6).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
@@ -99,7 +103,7 @@ def _class_indices(view: ClassLogits) -> torch.Tensor | None:
 def init_loss(setup: TrainingSetup) -> CheckOutcome:
     view = setup.class_view()
     if view is None or view.kind != "cross_entropy":
-        return [], "not a cross-entropy loss over class logits"
+        return [], _not_classes(setup) if view is None else "not a cross-entropy loss over class logits"
     valid = _class_indices(view)
     if valid is None:
         return [], "targets are not class indices"
@@ -123,7 +127,7 @@ def init_loss(setup: TrainingSetup) -> CheckOutcome:
 def bad_targets(setup: TrainingSetup) -> CheckOutcome:
     view = setup.class_view()
     if view is None:
-        return [], _NOT_CLASSES
+        return [], _not_classes(setup)
     return targets_finding(view), None
 
 
