@@ -248,6 +248,10 @@ def test_zero_padding_is_told_from_stride_by_the_circular_padding_oracle() -> No
     assert on_grid is not None and on_grid.evidence["layer"] == "0"
     assert "zero padding at the border" in on_grid.message and "strided" not in on_grid.message
     assert on_grid.evidence["circular_padding_error"] < 1e-6 < 1e-3 < on_grid.evidence["error"]
+    calls: list[int] = []
+    zero[0].register_forward_pre_hook(lambda *_: calls.append(1))  # deep copies carry the hook: oracle passes too
+    report = probe_equivariance(zero, x, transforms=("translate",), shifts=(2,))
+    assert len(calls) == report.meta["forward_passes"] == 2 + 2  # baseline + probe, then the oracle's two
     off_grid = probe_equivariance(zero, x, transforms=("translate",), shifts=(1,)).get("equivariance.broken")
     assert off_grid is not None and "strided convolution (stride 2)" in off_grid.message
     circular = copy.deepcopy(zero)

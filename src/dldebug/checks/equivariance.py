@@ -41,8 +41,10 @@ class _Pass:
     graph: fx.GraphModule | None
     spatial: SpatialInput
     output: OutputSpec
+    passes: list[int] = field(default_factory=lambda: [0])  # forward passes so far (shared with oracle runs)
 
     def run(self, x: torch.Tensor, callback: Any) -> torch.Tensor:
+        self.passes[0] += 1
         raw = run_watched(self.model, self.graph, self.spatial.with_x(x), callback)
         return select_output(raw, self.output, tool=_TOOL).detach()
 
@@ -120,7 +122,7 @@ def probe_equivariance(
                                caption="At the output: invariance error ||f(Tx) - f(x)|| / ||f(x)|| and the "
                                        "share of the batch whose top-1 class changes.")
     return Report(findings, title=f"Equivariance probe ({task})", tables=(layers, table),
-                  meta={"task": task, "tolerance": tolerance, "forward_passes": len(probes) + 1,
+                  meta={"task": task, "tolerance": tolerance, "forward_passes": run.passes[0],
                         "probes": ", ".join(p.label for p in probes), "skipped": ", ".join(skipped),
                         "traced": "torch.fx" if run.graph is not None else "forward hooks", "input": spatial.name})
 
@@ -197,7 +199,7 @@ def _measure_layer(run: _Pass, key: str) -> Any:
     """A Measure for the oracles: the error of layer ``key`` under a probe, on a variant of the model."""
     def measure(variant: nn.Module, probe: Probe) -> float | None:
         graph = traced(variant) if run.graph is not None else None
-        sub = _Pass(variant, graph, run.spatial, run.output)
+        sub = _Pass(variant, graph, run.spatial, run.output, run.passes)
         captured: dict[str, torch.Tensor] = {}
 
         def grab(k: str, _name: str, _module: Op, _inputs: tuple[Any, ...], out: Any) -> None:
