@@ -56,6 +56,15 @@ def test_bert_with_a_loss_fn_reads_the_logits_of_the_model_output(corpus: Any) -
     assert {c.check: c.status for c in report.checks}["preflight.init_loss"] == "passed"
 
 
+def test_the_issues_repro_a_tuple_batch_with_a_loss_fn_reads_the_logits(corpus: Any) -> None:
+    """Before: ``preflight.forward_failed ... must be Tensor, not SequenceClassifierOutput``."""
+    model, batch = corpus.bert().train(), corpus.token_batch(16)
+    report = preflight(model, (batch["input_ids"], batch["labels"]), nn.CrossEntropyLoss(),
+                       torch.optim.AdamW(model.parameters(), lr=1e-3), overfit_steps=0)
+    assert report.findings == ()
+    assert "SequenceClassifierOutput" not in " ".join(c.reason for c in report.checks)
+
+
 @pytest.mark.parametrize(("bug", "expected"), [
     ("labels_out_of_range", "preflight.bad_targets"),
     ("head_not_in_optimizer", "preflight.params_not_in_optimizer"),

@@ -138,7 +138,8 @@ def targets_finding(view: ClassLogits) -> list[Finding]:
         return []
     if targets.is_floating_point():
         if targets.shape == out.shape:
-            ok = bool((targets >= 0).all()) and bool(torch.allclose(targets.sum(1), torch.ones(1), atol=1e-3))
+            sums = targets.sum(1)
+            ok = bool((targets >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
             if ok:
                 return []
             return [Finding("preflight.bad_targets", Severity.ERROR,
