@@ -48,6 +48,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     batch = token_batch(batch=16)
     np.savez(tmp_path / "batch.npz", **{k: v.numpy() for k, v in batch.items()})
     np.savez(tmp_path / "inputs.npz", **{k: v.numpy() for k, v in batch.items() if k != "labels"})
+    np.savez(tmp_path / "empty.npz")
     return tmp_path
 
 
@@ -100,7 +101,8 @@ def test_preflight_a_bare_model_with_an_input_file(workdir: Path, capsys: Any) -
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["preflight", "hfmodels:bert"], "hfmodels:bert returned only a model; give the batch with --input FILE"),
+    (["preflight", "hfmodels:bert"], "hfmodels:bert returned BertForSequenceClassification; expected (model, batch"),
+    (["audit", "hfmodels:bert", "--input", "empty.npz"], "empty.npz: holds no array"),
     (["preflight", "hfmodels:no_loss_setup"], "preflight: loss_fn=None means the model computes its own loss, "
                                               "but its output is SequenceClassifierOutput"),
     (["audit", "hfmodels:bert", "--input", "missing.npz"], "missing.npz"),

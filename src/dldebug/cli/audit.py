@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, emit
-from dldebug.errors import InputError
+from dldebug.errors import FileFormatError, InputError
 from dldebug.model_io import OutputSpec
 
 
@@ -24,6 +26,16 @@ def output_spec(text: str | None) -> OutputSpec:
     if text is None:
         return None
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+def read_inputs(text: str) -> Any:
+    """``--input`` through ``dldebug.io.load_model_inputs``; a file without arrays is one clear error."""
+    from dldebug.io import load_model_inputs
+
+    inputs = load_model_inputs(text)
+    if isinstance(inputs, Mapping) and not inputs:
+        raise FileFormatError("holds no array; save at least one (np.savez(path, x=array)).", path=text)
+    return inputs
 
 
 def command(
@@ -45,13 +57,13 @@ def command(
 ) -> None:
     """Audit a model: parameter counts, a dominant layer, equivariance/invariance per layer."""
     from dldebug.checks import check_model
-    from dldebug.io import OnnxModel, load_model, load_model_inputs
+    from dldebug.io import OnnxModel, load_model
 
     loaded = load_model(model, weights=weights)
     if isinstance(loaded, OnnxModel):
         raise InputError(f"dldebug audit needs a PyTorch model; {model} is an ONNX file. Give the PyTorch "
                          "'package.module:factory' (with --weights) or a torch.export .pt2 archive.")
-    example = load_model_inputs(input) if input is not None else None
+    example = read_inputs(input) if input is not None else None
     report = check_model(loaded, example, task=task.value if task is not None else None, n_train_samples=n_train,
                          output=output_spec(output))
     emit(report, as_json=as_json, html=html, fail_on=fail_on)

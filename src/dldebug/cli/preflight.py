@@ -10,7 +10,7 @@ import torch
 import typer
 
 from dldebug.checks.overfit import DEFAULT_STEPS
-from dldebug.cli.audit import output_spec
+from dldebug.cli.audit import output_spec, read_inputs
 from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, emit
 from dldebug.errors import InputError
 
@@ -23,8 +23,9 @@ def _parts(factory: str, built: Any, has_input: bool) -> dict[str, Any]:
     """The set-up's parts from what the factory returned; with --input a bare model is enough."""
     if isinstance(built, torch.nn.Module):
         if not has_input:
-            raise InputError(f"{factory} returned only a model; give the batch with --input FILE (an .npz of the "
-                             f"model's keyword arguments with 'labels'), or return {_EXPECTED}.")
+            raise InputError(f"{factory} returned {type(built).__name__}; expected {_EXPECTED}. A factory may return "
+                             "the model alone when --input FILE gives the batch (an .npz of the model's keyword "
+                             "arguments with 'labels').")
         return {"model": built, "loss_fn": None,
                 "optimizer": torch.optim.Adam(built.parameters(), lr=1e-3), "default_optimizer": True}
     if isinstance(built, Mapping):
@@ -56,12 +57,12 @@ def command(
     fail_on: FailOn = FAIL_ON_OPTION,
 ) -> None:
     """Run the pre-flight checks on a training set-up."""
-    from dldebug.io import load_factory, load_model_inputs
+    from dldebug.io import load_factory
     from dldebug.preflight import preflight
 
     parts = _parts(factory, load_factory(factory), input is not None)
     if input is not None:
-        parts["batch"] = load_model_inputs(input)
+        parts["batch"] = read_inputs(input)
     report = preflight(parts["model"], parts["batch"], parts["loss_fn"], parts["optimizer"],
                        train_step=parts.get("train_step"), overfit_steps=overfit_steps, output=output_spec(output))
     if parts.get("default_optimizer"):
