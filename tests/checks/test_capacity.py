@@ -125,3 +125,57 @@ def test_sequence_models_get_a_conv1d_fix() -> None:
     for kwargs in ({}, {"example_input": torch.empty(1, 128, 4000, device="meta")}):
         finding = parameter_audit(model, **kwargs).get("capacity.dominant_layer")
         assert finding is not None and "nn.Conv1d(128, 1, 1)" in (finding.fix or "")
+
+
+class TiedLM(nn.Module):
+    """An embedding and an output projection sharing one weight, as language models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.body = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 50, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(self.embed(ids))))
+
+
+def test_tied_parameters_are_counted_once() -> None:
+    report = parameter_audit(TiedLM(), example_input=torch.zeros(2, 5, dtype=torch.long))
+    records = {r["layer"]: r for r in report.table("capacity.layers").records()}
+    assert report.meta["params"] == 50 * 16 + 16 * 16 + 16
+    assert records["embed"]["params"] == 800 and records["head"]["params"] == 0
+    assert records["head"]["note"] == "weight tied to embed.weight (counted there)"
+    assert sum(r["share"] for r in records.values()) == pytest.approx(1.0)
+
+
+class CpuConstant(nn.Module):
+    """Builds a CPU tensor inside forward(): it runs on the CPU but cannot run on the meta device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 3, padding=1)
+        self.fc = nn.Linear(64 * 56 * 56, 4096)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((self.conv(x) * torch.ones(1)).flatten(1))
+
+
+def test_a_model_that_cannot_run_on_meta_is_audited_statically() -> None:
+    with torch.device("meta"):
+        model = CpuConstant()
+    report = parameter_audit(model, example_input=torch.randn(1, 3, 56, 56))
+    static = report.get("capacity.static_audit")
+    assert static is not None and static.severity.value == "info"
+    assert "Tensor on device cpu is not on the expected device meta" in static.evidence["reason"]
+    finding = report.get("capacity.dominant_layer")  # the structure still names the huge FC head
+    assert finding is not None and finding.evidence["layer"] == "fc"
+    assert finding.evidence["params"] == 64 * 56 * 56 * 4096 + 4096
+    assert finding.evidence["input_map"] == "64 x (3,136 positions)"
+
+
+def test_a_real_model_failing_on_its_input_is_one_clear_error() -> None:
+    with pytest.raises(InputError, match=r"parameter_audit: Sequential failed on the example input Tensor of shape "
+                                         r"\(2, 5\) \(float32\): "):
+        parameter_audit(nn.Sequential(nn.Linear(4, 2)), example_input=torch.randn(2, 5))

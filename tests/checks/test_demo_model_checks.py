@@ -26,7 +26,11 @@ def test_model_checks_scenario(tmp_path: Path, digits: DigitsData,
     assert capacity["C3D-like head (meta device)"]["params"] == 11_477_986_826
     assert capacity["DigitsCNN"]["after the 1x1-conv fix"] == "no fix needed"
     checks = {f.check for f in report.findings}
-    assert {"invariance.broken", "capacity.dominant_layer", "capacity.cannot_overfit"} <= checks
+    assert {"invariance.broken", "capacity.dominant_layer"} <= checks
+    # the quick demo gives the over-fit test a 60-step cap: the softmax run is flat at ~1.79 but still within
+    # an early-plateau's reach of its start, so it is reported (info) as unfinished, never as passed
+    assert checks & {"capacity.cannot_overfit", "capacity.overfit_unfinished"}
+    assert "softmax before CrossEntropyLoss: False" in report.meta["overfit_passed"]
     curves = {s.label: s.y for s in report.figure("model_checks.overfit").series}
     assert curves["DigitsCNN"][-1] < 0.1 < 1.4 < curves["softmax before CrossEntropyLoss"][-1]
     assert all((before[k] == v).all() for k, v in baseline.state_dict().items())

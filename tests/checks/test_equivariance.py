@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -137,7 +138,9 @@ def test_sequences_and_non_square_inputs_skip_rot90() -> None:
 
 @pytest.mark.parametrize(("x", "kwargs", "message"), [
     (torch.randn(4, 16), {}, "probe_equivariance needs a floating batch (N, C, H, W) or (N, C, L); "
-                             "got Tensor of shape (4, 16)."),
+                             "got Tensor of shape (4, 16) (float32)."),
+    ({"ids": torch.zeros(2, 5, dtype=torch.long)}, {}, "probe_equivariance needs a floating batch (N, C, H, W) or "
+                                                       "(N, C, L); got dict with {ids: Tensor(2, 5)}."),
     (torch.randn(2, 1, 8, 8), {"transforms": ("shear",)}, "Unknown transform(s) ['shear']; choose from "
                                                           "['translate', 'hflip', 'rot90']."),
     (torch.randn(2, 1, 8, 8), {"shifts": (0,)}, "shifts must be positive whole pixel counts"),
@@ -149,14 +152,32 @@ def test_bad_arguments_raise_input_error(nets: Any, x: torch.Tensor, kwargs: dic
     assert str(info.value).startswith(message)
 
 
-class TupleOut(nn.Module):
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, x
+class StructuredOut(nn.Module):
+    """Keyword input, a dict output: a pooled score first, the dense map under "mask"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = circular_conv(1, 2)
+
+    def forward(self, image: torch.Tensor, scale: float = 1.0) -> dict[str, torch.Tensor]:
+        mask = self.conv(image) * scale
+        return {"score": mask.mean((2, 3)), "mask": mask}
 
 
-def test_model_must_return_one_tensor(images: torch.Tensor) -> None:
-    with pytest.raises(InputError, match="probe_equivariance needs a model that returns one tensor; got tuple."):
-        probe_equivariance(TupleOut(), images)
+def test_dict_inputs_and_output_select_what_is_probed(images: torch.Tensor) -> None:
+    report = probe_equivariance(StructuredOut(), {"scale": 2.0, "image": images}, output="mask",
+                                transforms=("translate",))
+    assert report.meta["input"] == "image" and report.meta["traced"] == "forward hooks"
+    assert not report.findings  # the map under "mask" moves with the image
+    assert report.table("equivariance.layers").records()[-1]["shape"] == "2x16x16"
+    pooled = probe_equivariance(StructuredOut(), (images,), output="score", transforms=("translate",))
+    assert pooled.meta["input"] == "inputs[0]" and pooled.meta["traced"] == "torch.fx"
+    finding = pooled.get("equivariance.broken")  # a dense task on a pooled output: the mean() breaks it
+    assert finding is not None and finding.evidence["layer"] == "mean"
+    assert "mean() in forward() leaves no spatial extent (global pooling)" in finding.message
+    with pytest.raises(InputError, match="output='logits' is not in the model's output"):
+        probe_equivariance(StructuredOut(), {"image": images}, output="logits")
 
 
 @pytest.mark.parametrize("size", [15, 16])
@@ -214,3 +235,130 @@ def test_explicit_circular_pad_layers_are_compared_after_the_crop(images: torch.
     rows = report.table("equivariance.layers").records()
     assert rows[0]["translate 1"] == "n/a (padded map)" and rows[0]["verdict"] == "ok"
     assert max(r["translate 1"] for r in rows[1:] if not isinstance(r["translate 1"], str)) < 1e-6
+
+
+# ---- the cause of a break, checked against oracles -------------------------------------------------------
+
+
+def test_zero_padding_is_told_from_stride_by_the_circular_padding_oracle() -> None:
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    zero = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU())
+    on_grid = probe_equivariance(zero, x, transforms=("translate",), shifts=(2,)).get("equivariance.broken")
+    assert on_grid is not None and on_grid.evidence["layer"] == "0"
+    assert "zero padding at the border" in on_grid.message and "strided" not in on_grid.message
+    assert on_grid.evidence["circular_padding_error"] < 1e-6 < 1e-3 < on_grid.evidence["error"]
+    calls: list[int] = []
+    zero[0].register_forward_pre_hook(lambda *_: calls.append(1))  # deep copies carry the hook: oracle passes too
+    report = probe_equivariance(zero, x, transforms=("translate",), shifts=(2,))
+    assert len(calls) == report.meta["forward_passes"] == 2 + 2  # baseline + probe, then the oracle's two
+    off_grid = probe_equivariance(zero, x, transforms=("translate",), shifts=(1,)).get("equivariance.broken")
+    assert off_grid is not None and "strided convolution (stride 2)" in off_grid.message
+    circular = copy.deepcopy(zero)
+    circular[0].padding_mode = "circular"  # the oracle's own variant, probed directly: exact
+    assert not probe_equivariance(circular, x, transforms=("translate",), shifts=(2,)).findings
+
+
+class FlipTail(nn.Module):
+    """Zero padding the circular oracle cannot fix: a reflection of the map in forward()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if bool(y.sum() > -1e9):  # untraceable: hooks only
+            y = y + y.flip(-1)
+        return y
+
+
+def test_a_padded_conv_is_only_blamed_when_the_oracle_confirms_it(images: torch.Tensor) -> None:
+    report = probe_equivariance(FlipTail(), images, transforms=("translate",), shifts=(1,))
+    finding = report.get("equivariance.broken")
+    assert finding is not None and finding.evidence["layer"] == "conv"  # zero padding there is real ...
+    assert finding.evidence["circular_padding_error"] < 1e-6  # ... and the oracle confirms it
+    rows = {r["layer"]: r for r in report.table("equivariance.layers").records()}
+    assert rows["(output)"]["translate 1"] > rows["conv"]["translate 1"]  # the flip adds its own break
+
+
+class PatchModel(nn.Module):
+    """A ViT-like stem: 4x4 patches, a class token, optional position embeddings, per-token layers."""
+
+    def __init__(self, positions: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.patches = nn.Conv2d(1, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.position_embeddings = nn.Parameter(torch.randn(1, 17, 8) * (1.0 if positions else 0.0))
+        self.dropout = nn.Dropout(0.1)
+        self.mixer = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.position_embeddings
+        tokens = self.dropout(tokens)
+        if bool(tokens.sum() > -1e9):  # untraceable: the probe falls back to forward hooks
+            tokens = tokens + self.mixer(tokens, tokens, tokens, need_weights=False)[0]
+        return self.norm(tokens)
+
+
+def test_token_sequences_are_judged_as_a_grid_with_the_class_token_aside(images: torch.Tensor) -> None:
+    report = probe_equivariance(PatchModel(positions=False), images, transforms=("translate", "rot90"),
+                                shifts=(4, 8))
+    assert report.meta["traced"] == "forward hooks"
+    breaks = {f.evidence["transform"]: f for f in report.filter(check="equivariance.broken")}
+    assert "translate" not in breaks  # attention and layer norm commute with moving patches ...
+    assert breaks["rot90"].evidence["layer"] == "patches"  # ... rotating them needs rotation-symmetric filters
+    assert "rotation-symmetric" in breaks["rot90"].message
+    rows = {r["layer"]: r for r in report.table("equivariance.layers").records()}
+    assert rows["dropout"]["shape"] == "17x8" and rows["(output)"]["translate 4"] < 1e-5
+    with torch.no_grad():  # the oracle: move the 4x4 grid of patch tokens by one, the class token stays
+        model = PatchModel(positions=False).eval()
+        base, moved = model(images), model(torch.roll(images, (4, 4), (2, 3)))
+        grid = torch.roll(base[:, 1:].reshape(len(images), 4, 4, 8), (1, 1), (1, 2)).reshape(len(images), 16, 8)
+        expected = torch.cat([base[:, :1], grid], 1)
+    assert rows["(output)"]["translate 4"] == pytest.approx(float((moved - expected).norm() / expected.norm()),
+                                                            abs=1e-6)
+
+
+def test_position_embeddings_are_blamed_not_the_dropout(images: torch.Tensor) -> None:
+    report = probe_equivariance(PatchModel(positions=True), images, transforms=("translate",), shifts=(4,))
+    finding = report.get("equivariance.broken")
+    assert finding is not None and finding.evidence["seen_at"] == "dropout"
+    assert finding.evidence["error_without_position_embeddings"] < 1e-5
+    assert "position embeddings (position_embeddings)" in finding.message
+    assert "global pooling" not in finding.message and "Dropout is" not in finding.message
+    shifted_by_pixels = probe_equivariance(PatchModel(positions=True), images, transforms=("translate",))
+    first = shifted_by_pixels.get("equivariance.broken")
+    assert first is not None and first.evidence["layer"] == "patches"
+    assert "patch embedding (a stride-4 convolution" in first.message and first.evidence["reason"] == "1/4 px"
+
+
+class ClassTokenHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = PatchModel(positions=False)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stem(x)[:, 0])
+
+
+def test_a_class_token_head_is_not_called_global_pooling(images: torch.Tensor) -> None:
+    finding = probe_equivariance(ClassTokenHead(), images, transforms=("translate",), shifts=(4,)).get(
+        "equivariance.broken")
+    assert finding is not None and finding.evidence["layer"] == "head"
+    assert "token selection (such as the class token x[:, 0])" in finding.message
+    assert "global pooling" not in finding.message
+
+
+def test_tokens_that_form_no_grid_are_skipped_with_the_reason(images: torch.Tensor) -> None:
+    class Odd(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.relu(x.flatten(2).transpose(1, 2)[:, :7])  # 7 tokens of a 16x16 image
+
+    rows = probe_equivariance(Odd(), images, transforms=("translate",)).table("equivariance.layers").records()
+    assert rows[-1]["translate 1"] == "n/a (7 tokens are no grid of the 16x16 input)"

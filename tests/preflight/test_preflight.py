@@ -11,6 +11,7 @@ from torch import nn
 from dldebug import preflight
 from dldebug.demo.digits import DigitsCNN
 from dldebug.errors import InputError
+from dldebug.findings import Severity
 
 FAST = {"overfit_steps": 0}  # the over-fit test has its own cases below
 
@@ -45,7 +46,7 @@ def ids(report):
 
 def test_correct_setup_is_silent_and_every_check_ran(digits):
     model, batch, loss_fn, opt = setup(digits)
-    report = preflight(model, batch, loss_fn, opt, train_step=correct_step, overfit_steps=60)
+    report = preflight(model, batch, loss_fn, opt, train_step=correct_step)
     assert ids(report) == []
     statuses = {c.check: c.status for c in report.checks}
     assert statuses == {name: "passed" for name in statuses}
@@ -155,8 +156,34 @@ def test_cannot_overfit_on_frozen_model(digits):
         p.requires_grad_(False)
     model.classifier[-1].bias.requires_grad_(True)  # only 10 numbers can learn: no memorising 64 images
     opt = torch.optim.SGD([model.classifier[-1].bias], lr=0.05)
-    report = preflight(model, batch, loss_fn, opt, overfit_steps=60)
-    assert "preflight.cannot_overfit" in ids(report)
+    report = preflight(model, batch, loss_fn, opt, checks=["preflight.cannot_overfit"])
+    finding = report.get("preflight.cannot_overfit")
+    assert finding is not None and finding.severity == Severity.ERROR and finding.lesson == 3
+    assert finding.evidence["verdict"] == "stalled"
+    assert finding.evidence["optimizer"] == "SGD (lr 0.05)"
+    assert finding.evidence["steps"] < finding.evidence["cap"] == 1000  # stopped at the stall, not the cap
+    assert "the loss stalled at" in finding.message
+
+
+def test_fully_frozen_model_cannot_overfit(digits):
+    model, batch, loss_fn, opt = setup(digits)
+    model.requires_grad_(False)
+    report = preflight(model, batch, loss_fn, opt)
+    finding = report.get("preflight.cannot_overfit")
+    assert finding is not None and finding.evidence["verdict"] == "frozen" and finding.evidence["steps"] == 0
+    assert "no parameter can be trained" in finding.message
+    assert report.get("preflight.no_grad").severity == Severity.ERROR
+
+
+def test_a_small_budget_that_runs_out_is_info_not_an_error(digits):
+    model, batch, loss_fn, _ = setup(digits)
+    opt = torch.optim.SGD(model.parameters(), lr=0.001)  # learns, slowly
+    report = preflight(model, batch, loss_fn, opt, overfit_steps=20, checks=["preflight.cannot_overfit"])
+    assert ids(report) == ["preflight.overfit_unfinished"]
+    finding = report.get("preflight.overfit_unfinished")
+    assert finding.severity == Severity.INFO and finding.evidence["steps"] == finding.evidence["cap"] == 20
+    assert finding.evidence["final_train_loss"] < finding.evidence["initial_loss"]
+    assert {c.check: c.status for c in report.checks} == {"preflight.cannot_overfit": "passed"}
 
 
 def test_users_model_and_optimizer_are_untouched(digits):
@@ -180,7 +207,13 @@ def test_forward_failure_is_one_finding_and_the_rest_skipped(digits):
     ("args", "message"),
     [
         (("not a model", None, None, None), "model must be a torch.nn.Module; got str."),
-        ((nn.Linear(2, 2), torch.ones(2), None, None), "batch must be an (inputs, targets) pair; got Tensor."),
+        ((nn.Linear(2, 2), torch.ones(2), None, None), "optimizer must be a torch.optim.Optimizer; got NoneType."),
+        ((nn.Linear(2, 2), "x", nn.MSELoss(), torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)),
+         "preflight: a batch must be (inputs, targets), a tensor, or a dict of the model's keyword arguments; "
+         "got str."),
+        ((nn.Linear(2, 2), (torch.ones(0, 2), torch.ones(0, 2)), nn.MSELoss(),
+          torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)),
+         "preflight: the batch inputs need a batch dimension with at least one sample; got shape (0, 2)."),
     ],
 )
 def test_bad_arguments(args, message):

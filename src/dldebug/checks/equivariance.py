@@ -1,24 +1,28 @@
 """Equivariance and invariance, layer by layer, under translations, flips and rotations (lesson 1).
 
-A transform ``T`` of the input is mapped to each layer's resolution (``T'``): a shift of ``s``
-pixels at the input is ``s * h / H`` pixels at a layer whose map is ``h`` wide for an input ``H``
-wide. Where that is not a whole number the layer *cannot* be shift-equivariant. Shifts are
+A transform ``T`` of the input is mapped to each layer's resolution (``T'``,
+:mod:`dldebug.checks.geometry`): feature maps, and the token grids of patch models (ViT). Shifts are
 circular (``torch.roll``), so a net with circular padding and no striding is equivariant to float
-precision; zero padding shows up as an error at the border.
+precision; zero padding shows up as an error at the border. The cause of the first break is named
+by :mod:`dldebug.checks.equivariance_causes`, checked against oracles (circular padding, zeroed
+position embeddings) where the obvious guess could be wrong.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import fx, nn
 
-from dldebug.checks.layers import CONVOLUTIONS, POOLING, Op, eval_mode, layer_kind, run_watched, traced
+from dldebug.checks.equivariance_causes import Cause, explain
+from dldebug.checks.geometry import Cell, Probe, SpatialInput, expected_output, layout, norm, relative_error
+from dldebug.checks.layers import Op, eval_mode, layer_kind, run_watched, traced
 from dldebug.errors import InputError
 from dldebug.findings import Finding, Report, Severity, Table
+from dldebug.model_io import OutputSpec, select_output
 
 __all__ = ["probe_equivariance"]
 
@@ -26,78 +30,69 @@ Transform = Literal["translate", "hflip", "rot90"]
 Task = Literal["dense", "classification"]
 _TRANSFORMS = ("translate", "hflip", "rot90")
 _OUTPUT = "(output)"
-# Layers that act per position (or with statistics over all positions): they commute with shifts,
-# flips and rotations, so a break first seen at one of them happened before it.
-_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-              nn.Tanh, nn.Softmax, nn.LogSoftmax, nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm1d,
-              nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.GroupNorm)
-
-
-@dataclass(frozen=True)
-class _Probe:
-    transform: str
-    shift: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"translate {self.shift}" if self.transform == "translate" else self.transform
+_TOOL = "probe_equivariance"
 
 
 @dataclass
-class _Cell:
-    """One layer under one probe: the relative error, or why the layer cannot be equivariant."""
+class _Pass:
+    """How the model is run: its graph (or None: hooks), the spatial input and the output spec."""
 
-    error: float | None
-    cannot: str = ""  # non-empty: the layer cannot be equivariant (why)
-    collapsed: bool = False  # the map has no spatial extent left (global pooling)
-    skipped: str = ""  # non-empty: not comparable (a padded map is larger than the grid it came from)
+    model: nn.Module
+    graph: fx.GraphModule | None
+    spatial: SpatialInput
+    output: OutputSpec
+    passes: list[int] = field(default_factory=lambda: [0])  # forward passes so far (shared with oracle runs)
 
-    def broken(self, tolerance: float, task: str) -> bool:
-        if self.skipped:
-            return False
-        if self.cannot:
-            return True
-        if self.collapsed and task == "dense":
-            return True
-        return self.error is not None and self.error > tolerance
+    def run(self, x: torch.Tensor, callback: Any) -> torch.Tensor:
+        self.passes[0] += 1
+        raw = run_watched(self.model, self.graph, self.spatial.with_x(x), callback)
+        return select_output(raw, self.output, tool=_TOOL).detach()
 
-    def text(self) -> float | str:
-        if self.skipped:
-            return f"n/a ({self.skipped})"
-        return f"cannot ({self.cannot})" if self.cannot else (self.error or 0.0)
+
+@dataclass
+class _Baseline:
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    modules: dict[str, Op] = field(default_factory=dict)
+    flat_inputs: set[str] = field(default_factory=set)  # layers whose input had no spatial axes left
 
 
 def probe_equivariance(
     model: nn.Module,
-    x: torch.Tensor,
+    x: Any,
     *,
     transforms: tuple[Transform, ...] = ("translate", "hflip", "rot90"),
     shifts: tuple[int, ...] = (1, 2, 4),
     task: Task = "dense",
     tolerance: float = 1e-3,
+    output: OutputSpec = None,
 ) -> Report:
     """Measure how far each layer is from equivariant, and the output from invariant.
 
     Costs one forward pass for ``x`` plus one per (transform, shift): ``translate`` uses every
-    shift, ``hflip`` and ``rot90`` one pass each. The model runs in eval mode, without gradients;
-    its mode is restored afterwards.
+    shift, ``hflip`` and ``rot90`` one pass each (plus two per oracle run to name the cause of the
+    first break). The model runs in eval mode, without gradients; its mode is restored afterwards.
 
     Args:
         model: a PyTorch module taking ``x``.
-        x: a batch ``(N, C, H, W)`` (or ``(N, C, L)`` for sequences; ``rot90`` then skipped).
+        x: a batch ``(N, C, H, W)`` (or ``(N, C, L)`` for sequences; ``rot90`` then skipped), or the
+            model's inputs as a tuple (positional) or a dict (keyword, e.g. ``{"pixel_values": x}``):
+            the first floating tensor with spatial axes is transformed (``report.meta["input"]``).
         transforms: any of ``"translate"`` (circular shift of every spatial axis), ``"hflip"``
             (flip of the last axis) and ``"rot90"`` (rotation of the last two axes, square maps).
-        shifts: translation sizes in input pixels.
+        shifts: translation sizes in input pixels (ViT: multiples of the patch size probe past the
+            patch embedding).
         task: ``"dense"`` needs equivariance (``equivariance.broken``); ``"classification"``
             needs invariance of the output (``invariance.broken``).
         tolerance: the relative error above which a layer counts as broken.
+        output: which tensor of a structured output is the model's output (default ``logits``,
+            else ``last_hidden_state``, else the first tensor).
 
     Returns:
         A Report with tables ``equivariance.layers`` (one row per layer) and
         ``equivariance.output`` (invariance error and top-1 change rate per probe).
 
     Raises:
-        InputError: ``x`` is not a floating batch with spatial axes, or an argument is invalid.
+        InputError: no floating batch with spatial axes among the inputs, or an argument is invalid.
 
     Example:
         >>> net = nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")
@@ -105,38 +100,35 @@ def probe_equivariance(
         >>> report.has("equivariance.broken")
         False
     """
-    probes, skipped = _validate(x, transforms, shifts, task, tolerance)
+    spatial = SpatialInput.find(x, tool=_TOOL)
+    probes, skipped = _validate(spatial.x, transforms, shifts, task, tolerance)
     with eval_mode(model), torch.no_grad():
-        graph = traced(model)  # every op, functional ones too; None: forward hooks on leaf modules
-        base, modules, base_out = _baseline(model, graph, x)
-        cells: dict[str, dict[str, _Cell]] = {key: {} for key in base}
+        run = _Pass(model, None if isinstance(spatial.inputs, Mapping) else traced(model), spatial, output)
+        base, base_out = _baseline(run)
+        cells: dict[str, dict[str, Cell]] = {key: {} for key in base.outputs}
         cells[_OUTPUT] = {}
         output_rows = []
         scales: dict[str, float] = {}  # ||f(x)|| per layer, filled on first use
         for probe in probes:
-            out = _probed_pass(model, graph, x, probe, base, cells, scales)
-            expected = _map_transform(base_out, x, probe)
-            cells[_OUTPUT][probe.label] = expected if isinstance(expected, _Cell) else _Cell(
-                _relative_error(out, expected), collapsed=_collapsed(base_out, x))
+            out = _probed_pass(run, probe, base, cells, scales)
+            expected = expected_output(base_out, spatial.x, probe)
+            cells[_OUTPUT][probe.label] = expected if isinstance(expected, Cell) else Cell(
+                relative_error(out, expected), collapsed=layout(base_out, spatial.x).collapsed)
             output_rows.append(_output_row(probe, out, base_out))
-    shapes = {key: tuple(t.shape) for key, t in base.items()} | {_OUTPUT: tuple(base_out.shape)}
-    layers = _layer_table(probes, cells, modules, shapes, task, tolerance)
-    output = Table.from_records("equivariance.output", output_rows,
-                                caption="At the output: invariance error ||f(Tx) - f(x)|| / ||f(x)|| and the "
-                                        "share of the batch whose top-1 class changes.")
-    findings = _findings(probes, cells, modules, output_rows, task, tolerance)
-    return Report(findings, title=f"Equivariance probe ({task})", tables=(layers, output),
-                  meta={"task": task, "tolerance": tolerance, "forward_passes": len(probes) + 1,
+        findings = _findings(run, probes, cells, base, output_rows, task, tolerance)
+    shapes = {key: tuple(t.shape) for key, t in base.outputs.items()} | {_OUTPUT: tuple(base_out.shape)}
+    layers = _layer_table(probes, cells, base.modules, shapes, tolerance)
+    table = Table.from_records("equivariance.output", output_rows,
+                               caption="At the output: invariance error ||f(Tx) - f(x)|| / ||f(x)|| and the "
+                                       "share of the batch whose top-1 class changes.")
+    return Report(findings, title=f"Equivariance probe ({task})", tables=(layers, table),
+                  meta={"task": task, "tolerance": tolerance, "forward_passes": run.passes[0],
                         "probes": ", ".join(p.label for p in probes), "skipped": ", ".join(skipped),
-                        "traced": "torch.fx" if graph is not None else "forward hooks"})
+                        "traced": "torch.fx" if run.graph is not None else "forward hooks", "input": spatial.name})
 
 
-def _validate(x: Any, transforms: tuple[str, ...], shifts: tuple[int, ...], task: str,
-              tolerance: float) -> tuple[list[_Probe], list[str]]:
-    if not isinstance(x, torch.Tensor) or x.dim() < 3 or not x.is_floating_point():
-        got = f"{type(x).__name__} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(f"probe_equivariance needs a floating batch (N, C, H, W) or (N, C, L); got {got}. "
-                         "Pass a few real input images as a float tensor.")
+def _validate(x: torch.Tensor, transforms: tuple[str, ...], shifts: tuple[int, ...], task: str,
+              tolerance: float) -> tuple[list[Probe], list[str]]:
     unknown = [t for t in transforms if t not in _TRANSFORMS]
     if unknown or not transforms:
         raise InputError(f"Unknown transform(s) {unknown or list(transforms)}; choose from {list(_TRANSFORMS)}.")
@@ -146,55 +138,56 @@ def _validate(x: Any, transforms: tuple[str, ...], shifts: tuple[int, ...], task
         raise InputError(f"shifts must be positive whole pixel counts such as (1, 2, 4); got {shifts!r}.")
     if not tolerance > 0:
         raise InputError(f"tolerance must be > 0; got {tolerance!r}.")
-    probes: list[_Probe] = []
+    probes: list[Probe] = []
     skipped: list[str] = []
     for transform in dict.fromkeys(transforms):
         if transform == "translate":
-            probes.extend(_Probe("translate", s) for s in dict.fromkeys(shifts))
+            probes.extend(Probe("translate", s) for s in dict.fromkeys(shifts))
         elif transform == "rot90" and (x.dim() < 4 or x.shape[-1] != x.shape[-2]):
             skipped.append("rot90 (needs a square 2-D input)")
         else:
-            probes.append(_Probe(transform))
+            probes.append(Probe(transform))
     return probes, skipped
 
 
-def _baseline(model: nn.Module, graph: fx.GraphModule | None, x: torch.Tensor
-              ) -> tuple[dict[str, torch.Tensor], dict[str, Op], torch.Tensor]:
-    outputs: dict[str, torch.Tensor] = {}
-    modules: dict[str, Op] = {}
+def _baseline(run: _Pass) -> tuple[_Baseline, torch.Tensor]:
+    base = _Baseline()
+    x = run.spatial.x
 
-    def record(key: str, _name: str, module: Op, _inputs: tuple[Any, ...], output: Any) -> None:
+    def record(key: str, _name: str, module: Op, inputs: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, torch.Tensor) and output.is_floating_point():
-            outputs[key] = output.detach().clone()  # clone: a later in-place op must not change it
-            modules[key] = module
+            base.outputs[key] = output.detach().clone()  # clone: a later in-place op must not change it
+            base.modules[key] = module
+            first = inputs[0] if inputs else None
+            if isinstance(first, torch.Tensor) and layout(first, x).kind == "flat":
+                base.flat_inputs.add(key)
 
-    out = run_watched(model, graph, x, record)
-    if not isinstance(out, torch.Tensor):
-        raise InputError(f"probe_equivariance needs a model that returns one tensor; got {type(out).__name__}.")
-    return outputs, modules, out.detach().clone()
+    return base, run.run(x, record).clone()
 
 
-def _probed_pass(model: nn.Module, graph: fx.GraphModule | None, x: torch.Tensor, probe: _Probe,
-                 base: dict[str, torch.Tensor], cells: dict[str, dict[str, _Cell]], scales: dict[str, float]
-                 ) -> torch.Tensor:
+def _probed_pass(run: _Pass, probe: Probe, base: _Baseline, cells: dict[str, dict[str, Cell]],
+                 scales: dict[str, float]) -> torch.Tensor:
+    x = run.spatial.x
+
     def compare(key: str, _name: str, module: Op, _inputs: tuple[Any, ...], output: Any) -> None:
-        if key not in base or not isinstance(output, torch.Tensor) or output.shape != base[key].shape:
+        reference = base.outputs.get(key)
+        if reference is None or not isinstance(output, torch.Tensor) or output.shape != reference.shape:
             return
         if _is_padding(module):  # the next layer crops back to the grid; compare there
-            cells[key][probe.label] = _Cell(None, skipped="padded map")
+            cells[key][probe.label] = Cell(None, skipped="padded map")
             return
-        expected = _map_transform(base[key], x, probe)
-        if isinstance(expected, _Cell):
+        expected = expected_output(reference, x, probe)
+        if isinstance(expected, Cell):
             cells[key][probe.label] = expected
             return
         if key not in scales:
-            scales[key] = _norm(base[key])
-        error = _relative_error(output, expected, scale=scales[key], scratch=expected is not base[key])
-        cells[key][probe.label] = _Cell(error, collapsed=_collapsed(base[key], x))
+            scales[key] = norm(reference)
+        error = relative_error(output, expected, scale=scales[key], scratch=expected is not reference)
+        cells[key][probe.label] = Cell(error, collapsed=layout(reference, x).collapsed)
 
-    transformed = _map_transform(x, x, probe)
+    transformed = expected_output(x, x, probe)
     assert isinstance(transformed, torch.Tensor)  # the input always maps onto itself
-    return run_watched(model, graph, transformed, compare).detach()
+    return run.run(transformed, compare)
 
 
 def _is_padding(module: Op) -> bool:
@@ -202,77 +195,59 @@ def _is_padding(module: Op) -> bool:
     return "pad" in name.lower()
 
 
-def _collapsed(y: torch.Tensor, x: torch.Tensor) -> bool:
-    """True when ``y`` has no spatial layout: flattened, or pooled down to a single position."""
-    if y.dim() != x.dim() or y.shape[0] != x.shape[0]:
-        return True
-    return all(d == 1 for d in y.shape[2:]) and any(d > 1 for d in x.shape[2:])
+def _measure_layer(run: _Pass, key: str) -> Any:
+    """A Measure for the oracles: the error of layer ``key`` under a probe, on a variant of the model."""
+    def measure(variant: nn.Module, probe: Probe) -> float | None:
+        graph = traced(variant) if run.graph is not None else None
+        sub = _Pass(variant, graph, run.spatial, run.output, run.passes)
+        captured: dict[str, torch.Tensor] = {}
+
+        def grab(k: str, _name: str, _module: Op, _inputs: tuple[Any, ...], out: Any) -> None:
+            if k == key and isinstance(out, torch.Tensor):
+                captured["y"] = out.detach().clone()
+
+        base_out = sub.run(run.spatial.x, grab)
+        reference = base_out if key == _OUTPUT else captured.pop("y", None)
+        transformed = expected_output(run.spatial.x, run.spatial.x, probe)
+        assert isinstance(transformed, torch.Tensor)
+        moved_out = sub.run(transformed, grab)
+        moved = moved_out if key == _OUTPUT else captured.get("y")
+        expected = None if reference is None else expected_output(reference, run.spatial.x, probe)
+        if moved is None or not isinstance(expected, torch.Tensor):
+            return None
+        return relative_error(moved, expected)
+
+    return measure
 
 
-def _map_transform(y: torch.Tensor, x: torch.Tensor, probe: _Probe) -> torch.Tensor | _Cell:
-    """``T'`` applied to ``y``, a map at its own resolution; a _Cell when T' does not exist."""
-    if _collapsed(y, x):
-        return y  # no spatial layout left: the best it can be is invariant
-    if probe.transform == "hflip":
-        return y.flip(-1)
-    if probe.transform == "rot90":
-        if y.shape[-1] != y.shape[-2]:
-            return _Cell(None, cannot="map is not square")
-        return torch.rot90(y, 1, dims=(-2, -1))
-    moves = []
-    for size, full in zip(y.shape[2:], x.shape[2:], strict=True):
-        move = Fraction(probe.shift * size, full) if size > 1 else Fraction(0)
-        if move.denominator != 1:
-            return _Cell(None, cannot=f"{move} px")
-        moves.append(int(move))
-    return torch.roll(y, shifts=tuple(moves), dims=tuple(range(2, y.dim())))
-
-
-def _norm(t: torch.Tensor) -> float:
-    # float32 accumulation (cascade-summed by torch) is ~10x faster than float64 and accurate to ~1e-7
-    return float(torch.linalg.vector_norm(t, dtype=torch.float32 if t.element_size() < 4 else None))
-
-
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor, *, scale: float | None = None,
-                    scratch: bool = False) -> float:
-    """||actual - expected|| / ||expected||; ``scratch``: ``expected`` is a temporary that may be overwritten.
-
-    The transforms only permute entries, so ``scale`` = ||f(x)|| (computed once per layer) = ||T'f(x)||.
-    """
-    scale = _norm(expected) if scale is None else scale
-    diff = _norm(expected.sub_(actual) if scratch else expected - actual)
-    if scale == 0.0:
-        return 0.0 if diff == 0.0 else float("inf")
-    return diff / scale
-
-
-def _output_row(probe: _Probe, out: torch.Tensor, base_out: torch.Tensor) -> dict[str, Any]:
+def _output_row(probe: Probe, out: torch.Tensor, base_out: torch.Tensor) -> dict[str, Any]:
     top1 = None
     if out.dim() == 2 and out.shape[1] > 1:
         top1 = float((out.argmax(1) != base_out.argmax(1)).float().mean())
-    return {"transform": probe.label, "invariance error": _relative_error(out, base_out),
+    return {"transform": probe.label, "invariance error": relative_error(out, base_out),
             "top-1 change rate": top1}
 
 
-def _layer_table(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, Op],
-                 shapes: dict[str, tuple[int, ...]], task: str, tolerance: float) -> Table:
+def _layer_table(probes: list[Probe], cells: dict[str, dict[str, Cell]], modules: dict[str, Op],
+                 shapes: dict[str, tuple[int, ...]], tolerance: float) -> Table:
     labels = [p.label for p in probes]
     rows = []
     for key, by_probe in cells.items():
-        broken = [label for label in labels if label in by_probe and by_probe[label].broken(tolerance, task)]
+        broken = [label for label in labels if label in by_probe and by_probe[label].broken(tolerance, "dense")]
         kind = layer_kind(modules[key]) if key in modules else "model output"
         rows.append((key, kind, "x".join(map(str, shapes[key][1:])),
                      *(by_probe[label].text() if label in by_probe else "not reached" for label in labels),
                      "broken: " + ", ".join(broken) if broken else "ok"))
     return Table("equivariance.layers", ("layer", "type", "shape", *labels, "verdict"), tuple(rows),
                  caption=f"Relative equivariance error ||f(Tx) - T'f(x)|| / ||f(x)|| per layer (tolerance "
-                         f"{tolerance:g}). Shifts are circular and mapped to each layer's resolution; 'cannot "
-                         f"(1/2 px)' means the layer cannot be shift-equivariant. Layers without spatial axes "
-                         f"show their invariance error ||f(Tx) - f(x)|| / ||f(x)||.")
+                         f"{tolerance:g}). Shifts are circular and mapped to each layer's resolution (token grids "
+                         f"of patch models included; a class token must stay put); 'cannot (1/2 px)' means the "
+                         f"layer cannot be shift-equivariant. Layers without spatial axes show their invariance "
+                         f"error ||f(Tx) - f(x)|| / ||f(x)||.")
 
 
-def _first_break(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], task: str,
-                 tolerance: float) -> tuple[str, _Probe, _Cell] | None:
+def _first_break(probes: list[Probe], cells: dict[str, dict[str, Cell]], task: str,
+                 tolerance: float) -> tuple[str, Probe, Cell] | None:
     """The first layer (in call order) broken by any of ``probes``, with the probe and its cell."""
     for key, by_probe in cells.items():
         for probe in probes:
@@ -282,95 +257,59 @@ def _first_break(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], task:
     return None
 
 
-def _cause(module: Op | None, cell: _Cell, probe: _Probe) -> tuple[str, str]:
-    """What breaks the property at this layer, and the fix, in words."""
-    if isinstance(module, str):
-        return _function_cause(module, cell, probe)
-    stride = getattr(module, "stride", 1)
-    strided = any(s > 1 for s in (stride if isinstance(stride, tuple) else (stride,)))
-    if cell.collapsed and isinstance(module, (nn.Flatten, nn.Linear)):
-        return ("flatten + linear: the map has no spatial axes left",
-                "keep the network fully convolutional (1x1 convolutions instead of flatten + linear)")
-    if cell.collapsed:
-        return ("global pooling: the map has no spatial extent left",
-                "for dense outputs drop the global pooling; up-sample back to the input resolution")
-    if isinstance(module, POOLING):
-        return (f"pooling (down-sampling{' by ' + str(stride) if strided else ''})",
-                "for dense prediction drop the pooling or up-sample with skip connections (U-Net); "
-                "blur before sub-sampling (Zhang 2019) to reduce aliasing")
-    if isinstance(module, CONVOLUTIONS) and strided:
-        return (f"strided convolution (stride {stride})",
-                "use stride 1 (dilated convolutions keep the receptive field) or blur-pool before striding")
-    if isinstance(module, CONVOLUTIONS) and probe.transform != "translate":
-        return (f"learned filters are not {'mirror' if probe.transform == 'hflip' else 'rotation'}-symmetric",
-                "train with flip/rotation augmentation, or use group-equivariant convolutions")
-    if isinstance(module, CONVOLUTIONS) and getattr(module, "padding_mode", "zeros") != "circular":
-        return ("padding at the border (zero padding; the map's edges are not shifted content)",
-                "ignore a border band in the loss, or use padding_mode='circular' where the signal wraps")
-    if cell.cannot or module is None or isinstance(module, _POINTWISE):
-        # the module itself commutes with the transform: the break happened before it, outside any module
-        what = "down-sampling" if cell.cannot else "an operation"
-        return (f"{what} outside any module before {'the output' if module is None else 'this layer'} (a "
-                "functional call in forward(), e.g. F.max_pool2d, or an exported graph)",
-                "look at forward() between the previous layer and this one; keep dense outputs at the input's "
-                "resolution")
-    return (f"{type(module).__name__} is not equivariant", "check this layer's operation")
+def _explain(run: _Pass, first: tuple[str, Probe, Cell], base: _Baseline, tolerance: float) -> Cause:
+    key, probe, cell = first
+    name = "" if key == _OUTPUT else key.partition("#")[0]
+    module = base.modules.get(key)
+    if run.graph is not None and isinstance(module, nn.Module):
+        name = _graph_module_name(run, module) or name
+    return explain(run.model, name, module, cell, probe, tolerance=tolerance, measure=_measure_layer(run, key),
+                   input_flat=key in base.flat_inputs)
 
 
-def _function_cause(name: str, cell: _Cell, probe: _Probe) -> tuple[str, str]:
-    """The cause at a function or method called in forward() (seen in torch.fx graphs)."""
-    if cell.collapsed and name in ("flatten", "view", "reshape", "linear"):
-        return (f"flatten + linear ({name}() in forward()): the map has no spatial axes left",
-                "keep the network fully convolutional (1x1 convolutions instead of flatten + linear)")
-    if cell.collapsed:
-        return (f"{name}() in forward() leaves no spatial extent (global pooling)",
-                "for dense outputs drop the global pooling; up-sample back to the input resolution")
-    if "pool" in name:
-        return (f"pooling ({name}() in forward())",
-                "for dense prediction drop the pooling or up-sample with skip connections (U-Net); "
-                "blur before sub-sampling (Zhang 2019) to reduce aliasing")
-    if cell.cannot:
-        return (f"down-sampling ({name}() in forward())", "keep dense outputs at the input's resolution")
-    if "conv" in name and probe.transform != "translate":
-        return (f"learned filters are not {'mirror' if probe.transform == 'hflip' else 'rotation'}-symmetric",
-                "train with flip/rotation augmentation, or use group-equivariant convolutions")
-    return (f"{name}() in forward() is not equivariant", "check this operation in forward()")
+def _graph_module_name(run: _Pass, module: nn.Module) -> str | None:
+    return next((n for n, m in run.model.named_modules() if m is module), None)
 
 
-def _findings(probes: list[_Probe], cells: dict[str, dict[str, _Cell]], modules: dict[str, Op],
+def _findings(run: _Pass, probes: list[Probe], cells: dict[str, dict[str, Cell]], base: _Baseline,
               output_rows: list[dict[str, Any]], task: str, tolerance: float) -> list[Finding]:
     findings = []
     for transform in dict.fromkeys(p.transform for p in probes):
         family = [p for p in probes if p.transform == transform]
         severity = Severity.WARNING if transform == "translate" else Severity.INFO
         first = _first_break(family, cells, task, tolerance)
-        if task == "dense" and first is not None:
-            findings.append(_equivariance_finding(first, modules, severity))
+        cause = _explain(run, first, base, tolerance) if first is not None else None
+        if task == "dense" and first is not None and cause is not None:
+            findings.append(_equivariance_finding(first, cause, base.modules, severity, run.model))
         rows = [r for r in output_rows if r["transform"] in {p.label for p in family}]
         worst = max(rows, key=lambda r: r["invariance error"])
         if task == "classification" and worst["invariance error"] > tolerance:
-            findings.append(_invariance_finding(worst, first, modules, severity))
+            findings.append(_invariance_finding(worst, first, cause, severity))
     return findings
 
 
-def _equivariance_finding(first: tuple[str, _Probe, _Cell], modules: dict[str, Op],
-                          severity: Severity) -> Finding:
+def _equivariance_finding(first: tuple[str, Probe, Cell], cause: Cause, modules: dict[str, Op],
+                          severity: Severity, model: nn.Module) -> Finding:
     key, probe, cell = first
-    cause, fix = _cause(modules.get(key), cell, probe)
+    kind = layer_kind(modules[key]) if key in modules else "model output"
     measured = f"error {cell.error:.3g}" if cell.error is not None else \
         f"{probe.shift} px at the input is {cell.cannot} here: it cannot be shift-equivariant"
+    layer, where = key, ""
+    if cause.at is not None:  # the row commutes with the transform: blame the module whose forward() broke it
+        layer, kind = cause.at, type(model.get_submodule(cause.at)).__name__
+        where = f"; first seen at {key!r}, which commutes with the transform"
     return Finding(
         "equivariance.broken", severity,
-        f"Layer {key!r} is the first to break {probe.transform} equivariance ({probe.label}: {measured}): {cause}.",
-        {"layer": key, "type": layer_kind(modules[key]) if key in modules else "model output",
-         "transform": probe.transform, "shift": probe.shift if probe.transform == "translate" else None,
-         "error": cell.error, "reason": cell.cannot or cause},
-        fix=f"A dense task needs outputs that move with the input: {fix}.", lesson=1)
+        f"Layer {layer!r} ({kind}) is the first to break {probe.transform} equivariance ({probe.label}: {measured}"
+        f"{where}): {cause.text}.",
+        {"layer": layer, "type": kind, "seen_at": key, "transform": probe.transform,
+         "shift": probe.shift if probe.transform == "translate" else None,
+         "error": cell.error, "reason": cell.cannot or cause.text, **cause.evidence},
+        fix=f"A dense task needs outputs that move with the input: {cause.fix}.", lesson=1)
 
 
-def _invariance_finding(worst: dict[str, Any], first: tuple[str, _Probe, _Cell] | None,
-                        modules: dict[str, Op], severity: Severity) -> Finding:
-    cause = _cause(modules.get(first[0]), first[2], first[1])[0] if first is not None else "unknown"
+def _invariance_finding(worst: dict[str, Any], first: tuple[str, Probe, Cell] | None, cause: Cause | None,
+                        severity: Severity) -> Finding:
     top1 = worst["top-1 change rate"]
     changed = f"; top-1 changes on {top1:.0%} of the batch" if top1 is not None else ""
     return Finding(
@@ -378,6 +317,7 @@ def _invariance_finding(worst: dict[str, Any], first: tuple[str, _Probe, _Cell] 
         f"The output is not invariant to {worst['transform']} (relative change {worst['invariance error']:.3g}"
         f"{changed}).",
         {"transform": worst["transform"], "invariance_error": worst["invariance error"], "top1_change_rate": top1,
-         "first_break_layer": first[0] if first is not None else None, "first_break_cause": cause},
+         "first_break_layer": (cause.at or first[0]) if first is not None and cause is not None else None,
+         "first_break_cause": cause.text if cause is not None else "unknown"},
         fix="Classification needs invariance: end the convolutions with global average pooling, blur before "
             "sub-sampling (Zhang 2019), or train with shift/flip augmentation.", lesson=1)

@@ -6,11 +6,13 @@ Shared by the check families (equivariance, capacity, transfer); holds no check 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import torch
 from torch import fx, nn
+
+from dldebug.model_io import call_model
+from dldebug.weights import is_hf_conv1d
 
 __all__ = ["LayerHook", "Op", "eval_mode", "layer_kind", "leaf_modules", "run_watched", "set_mode", "traced",
            "watch_layers"]
@@ -111,14 +113,16 @@ class _NodeRecorder(fx.Interpreter):
         return output
 
 
-def run_watched(model: nn.Module, graph: fx.GraphModule | None, x: torch.Tensor,
+def run_watched(model: nn.Module, graph: fx.GraphModule | None, inputs: Any,
                 callback: Callable[[str, str, Op, tuple[Any, ...], Any], None]) -> Any:
-    """``model(x)``, calling ``callback`` after every node of ``graph`` (every op, functional ones too), or
-    after every leaf module (forward hooks) when the model did not trace."""
-    if graph is not None:
-        return _NodeRecorder(graph, callback).run(x)
+    """The model's output on ``inputs`` (a tensor, a tuple of positional or a dict of keyword arguments),
+    calling ``callback`` after every node of ``graph`` (every op, functional ones too), or after every
+    leaf module (forward hooks) when there is no graph (the model did not trace, or takes keywords)."""
+    if graph is not None and not isinstance(inputs, Mapping):
+        args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        return _NodeRecorder(graph, callback).run(*args)
     with watch_layers(model, callback):
-        return model(x)
+        return call_model(model, inputs)
 
 
 def set_mode(model: nn.Module, *, training: bool) -> None:
@@ -132,6 +136,8 @@ def layer_kind(module: Op) -> str:
     if isinstance(module, str):
         return f"{module}()"
     name = type(module).__name__
+    if is_hf_conv1d(module):
+        return f"{name} (linear)"
     stride = getattr(module, "stride", None)
     if isinstance(stride, tuple):
         stride = stride[0] if len(set(stride)) == 1 else "x".join(map(str, stride))

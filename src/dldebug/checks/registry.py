@@ -8,7 +8,7 @@ separate pytest cases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,11 +17,22 @@ from torch import nn
 
 from dldebug.checks.capacity import parameter_audit
 from dldebug.checks.equivariance import probe_equivariance
+from dldebug.checks.geometry import SpatialInput, layout
 from dldebug.checks.layers import eval_mode
 from dldebug.checks.overfit import can_overfit
 from dldebug.checks.transfer import transfer_report
 from dldebug.errors import DldebugError, InputError
 from dldebug.findings import CheckResult, Finding, Report, Severity
+from dldebug.model_io import (
+    TARGET_KEYS,
+    LossFn,
+    OutputSpec,
+    call_model,
+    describe,
+    iter_tensors,
+    map_tensors,
+    select_output,
+)
 
 __all__ = ["CHECKS", "CheckContext", "ModelCheck", "check_model", "iter_checks", "register_check", "run_check"]
 
@@ -31,24 +42,55 @@ Requirement = Literal["example_input", "spatial_input", "target", "loss_fn"]
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What a check may use; ``task`` is inferred from the output shape when not given."""
+    """What a check may use; ``task`` is inferred from the output shape when not given.
+
+    ``example_input`` is the model's inputs: a tensor, a tuple (positional) or a dict (keyword
+    arguments, e.g. a Hugging Face batch, with its ``labels`` when ``loss_fn`` is None).
+    """
 
     model: nn.Module
-    example_input: torch.Tensor | None = None
+    example_input: Any = None
     target: Any = None
-    loss_fn: Callable[..., torch.Tensor] | None = None
+    loss_fn: LossFn | None = None
     task: Task | None = None
     n_train_samples: int | None = None
+    output: OutputSpec = None
+    optimizer: torch.optim.Optimizer | None = None
+    task_inferred: bool = False
 
     @classmethod
-    def create(cls, model: nn.Module, example_input: torch.Tensor | None = None, *, target: Any = None,
-               loss_fn: Callable[..., torch.Tensor] | None = None, task: Task | None = None,
-               n_train_samples: int | None = None) -> CheckContext:
-        """A context whose ``task`` is inferred (one forward pass) when not given."""
+    def create(cls, model: nn.Module, example_input: Any = None, *, target: Any = None,
+               loss_fn: LossFn | None = None, task: Task | None = None, n_train_samples: int | None = None,
+               output: OutputSpec = None, optimizer: torch.optim.Optimizer | None = None) -> CheckContext:
+        """A context whose ``task`` is inferred (one forward pass) when not given.
+
+        A model on the meta device gets its example input moved there (only shapes matter then).
+        """
         if task not in (None, "dense", "classification"):
             raise InputError(f"task must be 'dense', 'classification' or None; got {task!r}.")
-        return cls(model, example_input, target, loss_fn, task or _infer_task(model, example_input),
-                   n_train_samples)
+        if example_input is not None and _on_meta(model):
+            example_input = map_tensors(example_input, lambda t: t.to("meta"))
+        inferred = _infer_task(model, example_input, output) if task is None else task
+        return cls(model, example_input, target, loss_fn, inferred, n_train_samples, output, optimizer,
+                   task_inferred=task is None)
+
+    def own_loss(self) -> bool:
+        """True when the model computes its own loss: ``loss_fn=None`` and a dict input holding ``labels``."""
+        return (self.loss_fn is None and isinstance(self.example_input, Mapping)
+                and any(k in self.example_input for k in TARGET_KEYS))
+
+    def user_batch(self) -> Any:
+        """The batch as the over-fit test takes it: ``(x, y)``, ``(*xs, y)``, or the dict (labels inside)."""
+        x, y = self.example_input, self.target
+        if isinstance(x, Mapping):
+            return dict(x) if y is None else {**x, "labels": y}
+        if isinstance(x, (tuple, list)):
+            return (*x, y)
+        return (x, y)
+
+
+def _on_meta(model: nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
 
 
 @dataclass(frozen=True)
@@ -82,13 +124,20 @@ def iter_checks(tags: tuple[str, ...] | None = None) -> Iterator[ModelCheck]:
             yield check
 
 
+def _has_spatial_input(inputs: Any) -> bool:
+    try:
+        SpatialInput.find(inputs)
+    except InputError:
+        return False
+    return True
+
+
 def _missing(check: ModelCheck, ctx: CheckContext) -> str:
     needs = {
         "example_input": ctx.example_input is not None,
-        "spatial_input": isinstance(ctx.example_input, torch.Tensor) and ctx.example_input.dim() >= 3
-        and ctx.example_input.is_floating_point(),
-        "target": ctx.target is not None,
-        "loss_fn": ctx.loss_fn is not None,
+        "spatial_input": ctx.example_input is not None and _has_spatial_input(ctx.example_input),
+        "target": ctx.target is not None or ctx.own_loss(),
+        "loss_fn": ctx.loss_fn is not None or ctx.own_loss(),
     }
     absent = [r for r in check.requires if not needs[r]]
     return f"needs {' and '.join(a.replace('_', ' ') for a in absent)}" if absent else ""
@@ -111,25 +160,35 @@ def run_check(check: ModelCheck, ctx: CheckContext) -> tuple[CheckResult, Report
 
 def check_model(
     model: nn.Module,
-    example_input: torch.Tensor | None,
+    example_input: Any,
     *,
     target: Any = None,
-    loss_fn: Callable[..., torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
     task: Task | None = None,
     n_train_samples: int | None = None,
     tags: tuple[str, ...] | None = None,
+    output: OutputSpec = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> Report:
     """Run every registered check that applies to ``model`` and report a status per check.
 
     Args:
         model: the PyTorch module (never modified: over-fitting runs on a copy).
-        example_input: a real batch for the model, or None (then only input-free checks run).
+        example_input: a real batch of the model's inputs (a tensor, a tuple of positional or a dict
+            of keyword arguments), or None (then only input-free checks run).
         target: the targets of that batch; with ``loss_fn`` enables the over-fit check.
-        loss_fn: the training loss, e.g. ``nn.CrossEntropyLoss()``.
+        loss_fn: the training loss, e.g. ``nn.CrossEntropyLoss()``; None with a dict input holding
+            ``labels``: the model computes its own loss (the over-fit check runs on ``outputs.loss``).
         task: ``"dense"`` or ``"classification"``; inferred from the output shape when None
-            (an output that keeps spatial axes, at any resolution, is dense).
+            (an output that keeps spatial axes, at any resolution, or a token grid, is dense). An
+            inferred classifier that is not shift-invariant gets an info finding, not a warning:
+            most CNN classifiers are not, and it is not a bug; pass ``task="classification"`` to
+            hold the model to invariance.
         n_train_samples: the training set size, for the parameter audit.
         tags: run only checks with one of these tags (see ``iter_checks``).
+        output: which tensor of a structured output to read (default ``logits``, else
+            ``last_hidden_state``, else the first tensor).
+        optimizer: the optimizer you train with, for the over-fit check (default Adam 1e-3).
 
     Returns:
         A Report with one section per check that ran and ``report.checks`` statuses.
@@ -140,7 +199,7 @@ def check_model(
         ['passed', 'passed', 'passed', 'passed', 'skipped']
     """
     ctx = CheckContext.create(model, example_input, target=target, loss_fn=loss_fn, task=task,
-                              n_train_samples=n_train_samples)
+                              n_train_samples=n_train_samples, output=output, optimizer=optimizer)
     statuses, sections = [], []
     for check in iter_checks(tags):
         status, report = run_check(check, ctx)
@@ -151,41 +210,50 @@ def check_model(
                   meta={"task": ctx.task, "checks_failed": sum(s.status == "failed" for s in statuses)})
 
 
-def _infer_task(model: nn.Module, x: torch.Tensor | None) -> Task | None:
-    """Run the model once on ``x`` (a clear error if it fails there) and read the task off its output."""
-    if not isinstance(x, torch.Tensor):
+def _infer_task(model: nn.Module, inputs: Any, output: OutputSpec) -> Task | None:
+    """Run the model once on ``inputs`` (a clear error if it fails there) and read the task off its output."""
+    if inputs is None:
         return None
     try:
         with eval_mode(model), torch.no_grad():
-            out = model(x)
-    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
-        raise InputError(f"{type(model).__name__} failed on the example input of shape {tuple(x.shape)}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
+            raw = call_model(model, inputs)
+    except DldebugError:
+        raise
+    except Exception as exc:
+        if _on_meta(model):
+            return None  # meta tensors have no values: the checks that need them are skipped anyway
+        raise InputError(f"{type(model).__name__} failed on the example input {describe(inputs)}: "
+                         f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else type(exc).__name__}. "
                          "Give an input the model accepts.") from None
-    if x.dim() < 3:
+    if not _has_spatial_input(inputs):
         return None
-    if isinstance(out, torch.Tensor) and out.dim() == x.dim() and any(d > 1 for d in out.shape[2:]):
+    x = SpatialInput.find(inputs).x
+    out = select_output(raw, output, tool="check_model")
+    where = layout(out, x)
+    if where.kind == "tokens" or (where.kind == "map" and any(d > 1 for d in where.grid)):
         return "dense"
     return "classification"
 
 
-def _require_values(x: torch.Tensor | None) -> None:
-    if isinstance(x, torch.Tensor) and x.is_meta:
+def _require_values(inputs: Any) -> None:
+    if any(t.is_meta for t in iter_tensors(inputs)):
         raise InputError("needs real values; the example input is on the meta device")
 
 
 @register_check("forward.finite", tags=("forward",), requires=("example_input",))
 def check_finite_output(ctx: CheckContext) -> Report:
-    """The output on the example input holds no NaN or Inf."""
+    """The output on the example input holds no NaN or Inf (every floating tensor of a structured output)."""
     _require_values(ctx.example_input)
     with eval_mode(ctx.model), torch.no_grad():
-        out = ctx.model(ctx.example_input)
+        raw = call_model(ctx.model, ctx.example_input)
+    floats = [t for t in iter_tensors(raw) if t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in floats)
     findings = []
-    if isinstance(out, torch.Tensor) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
-        bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        numel = sum(t.numel() for t in floats)
         findings.append(Finding("forward.nonfinite_output", Severity.ERROR,
-                                f"The model's output holds {bad} NaN/Inf value(s) out of {out.numel()}.",
-                                {"nonfinite": bad, "numel": out.numel()},
+                                f"The model's output holds {bad} NaN/Inf value(s) out of {numel}.",
+                                {"nonfinite": bad, "numel": numel, "output": describe(raw)},
                                 fix="Check the input for NaN, and layers that divide or take logs without an eps."))
     return Report(findings, title="Finite output")
 
@@ -199,9 +267,15 @@ def check_capacity(ctx: CheckContext) -> Report:
 @register_check("equivariance", tags=("geometry",), requires=("spatial_input",))
 def check_equivariance(ctx: CheckContext) -> Report:
     """Dense models stay translation-equivariant, classifiers translation-invariant (lesson 1)."""
-    assert ctx.example_input is not None
     _require_values(ctx.example_input)
-    return probe_equivariance(ctx.model, ctx.example_input, task=ctx.task or "classification")
+    report = probe_equivariance(ctx.model, ctx.example_input, task=ctx.task or "classification", output=ctx.output)
+    if ctx.task_inferred and ctx.task != "dense":
+        # an inferred classifier: most CNN classifiers are not shift-invariant, and that is no bug
+        findings = [Finding(f.check, Severity.INFO, f.message + " (task inferred; pass task='classification' to "
+                            "require invariance)", f.evidence, f.fix, f.lesson)
+                    if f.check == "invariance.broken" else f for f in report.findings]
+        report = Report(findings, title=report.title, tables=report.tables, meta=report.meta)
+    return report
 
 
 @register_check("transfer", tags=("transfer",))
@@ -213,6 +287,5 @@ def check_transfer(ctx: CheckContext) -> Report:
 @register_check("overfit", tags=("training",), requires=("example_input", "target", "loss_fn"))
 def check_overfit(ctx: CheckContext) -> Report:
     """A copy of the model over-fits the example batch, starting from a sensible loss (lesson 3)."""
-    assert ctx.example_input is not None and ctx.loss_fn is not None
     _require_values(ctx.example_input)
-    return can_overfit(ctx.model, (ctx.example_input, ctx.target), ctx.loss_fn).report
+    return can_overfit(ctx.model, ctx.user_batch(), ctx.loss_fn, optimizer=ctx.optimizer, output=ctx.output).report

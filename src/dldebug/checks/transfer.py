@@ -15,6 +15,8 @@ from torch import fx, nn
 from dldebug.checks.layers import CONVOLUTIONS, POOLING, SEQUENCE, layer_kind, leaf_modules
 from dldebug.errors import InputError, LayerNotFoundError
 from dldebug.findings import Finding, Report, Severity, Table
+from dldebug.model_io import OutputSpec, select_output
+from dldebug.weights import is_linear_like, linear_shape
 
 __all__ = ["feature_extractor", "suggested_cut", "task_specific_layers", "transfer_report"]
 
@@ -67,16 +69,20 @@ def _check_layer(model: nn.Module, layer: str) -> None:
                              "List them all with [name for name, _ in model.named_modules()].")
 
 
-def feature_extractor(model: nn.Module, layer: str) -> nn.Module:
+def feature_extractor(model: nn.Module, layer: str, *, output: OutputSpec = None) -> nn.Module:
     """A module returning the output of ``layer`` (a ``named_modules`` name such as ``"classifier.0"``).
 
     Built with ``torch.fx`` where the model traces (the graph is pruned after the layer), and with a
-    forward hook that stops the forward pass early where it does not. Either way nothing after the
-    layer is computed, and the weights are shared with ``model`` (not copied).
+    forward hook that stops the forward pass early where it does not (Hugging Face models). Either
+    way nothing after the layer is computed, and the weights are shared with ``model`` (not copied).
+    Call it as you call the model: ``extractor(x)``, or ``extractor(**batch)`` for keyword inputs.
 
     Args:
         model: the PyTorch module to cut.
         layer: the name of the layer whose output becomes the feature.
+        output: for a layer that returns a structure (a tuple, a ``ModelOutput``), which tensor to
+            return (a key/attribute, an index or a callable, see ``dldebug.model_io``); None returns
+            the layer's output as it is.
 
     Returns:
         An ``nn.Module`` taking the model's inputs and returning that layer's output.
@@ -90,10 +96,24 @@ def feature_extractor(model: nn.Module, layer: str) -> nn.Module:
         torch.Size([3, 8])
     """
     _check_layer(model, layer)
+    extractor: nn.Module
     try:
-        return _fx_extractor(model, layer)
+        extractor = _fx_extractor(model, layer)
     except Exception:  # any tracing failure (data-dependent control flow, ...): fall back to hooks
-        return HookedExtractor(model, layer)
+        extractor = HookedExtractor(model, layer)
+    return extractor if output is None else _Selected(extractor, output)
+
+
+class _Selected(nn.Module):
+    """Picks one tensor of a structured layer output (``output=``)."""
+
+    def __init__(self, extractor: nn.Module, output: OutputSpec) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.output = output
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return select_output(self.extractor(*args, **kwargs), self.output, tool="feature_extractor")
 
 
 class _CutTracer(fx.Tracer):
@@ -121,32 +141,91 @@ def _fx_extractor(model: nn.Module, layer: str) -> fx.GraphModule:
     return module
 
 
+def _blocks(model: nn.Module) -> list[str]:
+    """Names of the outermost repeated blocks: the children of a ``ModuleList`` of modules (BERT's
+    ``encoder.layer``, GPT-2's ``h``, ResNet's ``stages``), or of a ``Sequential`` of two or more
+    modules of one class (torchvision's ``layer1``). A block is one unit: a cut never falls inside it."""
+    found: list[str] = []
+    for name, module in model.named_modules():
+        children = list(module.named_children())
+        if not children or any(next(c.children(), None) is None for _, c in children):
+            continue
+        stack = isinstance(module, nn.ModuleList) or (
+            isinstance(module, nn.Sequential) and len(children) >= 2 and len({type(c) for _, c in children}) == 1)
+        if stack:
+            found.extend(f"{name}.{child}" if name else child for child, _ in children)
+    return [b for b in found if not any(b.startswith(f"{outer}.") for outer in found)]
+
+
 def _ordered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in leaf_modules(model) if name != "(model)"]
+    """The model's units in registration order: leaf modules, with each repeated block as one unit."""
+    blocks = _blocks(model)
+    units: list[tuple[str, nn.Module]] = []
+    for name, module in leaf_modules(model):
+        if name == "(model)":
+            continue
+        block = next((b for b in blocks if name.startswith(f"{b}.")), None)
+        if block is None:
+            units.append((name, module))
+        elif not units or units[-1][0] != block:
+            units.append((block, model.get_submodule(block)))
+    return units
 
 
-def _output_layer(layers: list[tuple[str, nn.Module]], num_classes: int | None) -> int:
-    """Index of the output layer: the last Linear/conv (matching ``num_classes`` when given)."""
-    def width(m: nn.Module) -> int | None:
-        return m.out_features if isinstance(m, nn.Linear) else getattr(m, "out_channels", None)
+def _is_block(module: nn.Module) -> bool:
+    return next(module.children(), None) is not None
 
-    candidates = [i for i, (_, m) in enumerate(layers) if width(m) is not None]
+
+def _width(module: nn.Module) -> int | None:
+    """The output width of a linear or convolution unit (the output layer's candidates), else None."""
+    if _is_block(module):
+        return None
+    if is_linear_like(module):
+        return linear_shape(module)[0]
+    return int(module.out_channels) if isinstance(module, CONVOLUTIONS) else None
+
+
+def _output_layer(layers: list[tuple[str, nn.Module]], num_classes: int | None) -> int | None:
+    """Index of the output layer: the last linear/conv unit (matching ``num_classes`` when given);
+    None for a backbone without a head (no linear/conv unit after its last block)."""
+    candidates = [i for i, (_, m) in enumerate(layers) if _width(m) is not None]
+    last_block = max((i for i, (_, m) in enumerate(layers) if _is_block(m)), default=-1)
     if num_classes is not None:
-        candidates = [i for i in candidates if width(layers[i][1]) == num_classes]
-        if not candidates:
-            widths = sorted({w for _, m in layers if (w := width(m)) is not None})
+        candidates = [i for i in candidates if _width(layers[i][1]) == num_classes]
+        if not candidates or candidates[-1] < last_block:
+            widths = sorted({w for _, m in layers if (w := _width(m)) is not None})
             raise InputError(f"No Linear or convolution outputs num_classes={num_classes}; their output sizes "
                              f"are {widths}. Pass the class count the model was trained for.")
-    if not candidates:
+    if not candidates and last_block < 0:
         raise InputError("The model has no Linear or convolution layer to treat as its output layer.")
+    if not candidates or candidates[-1] < last_block:
+        return None  # a backbone: its blocks are the last layers with weights
     return candidates[-1]
 
 
-def _cut_index(model: nn.Module, num_classes: int | None) -> tuple[list[tuple[str, nn.Module]], int, int]:
+_KEPT_AFTER_BLOCKS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _cut_index(model: nn.Module, num_classes: int | None) -> tuple[list[tuple[str, nn.Module]], int, int | None]:
+    """The units, the index of the cut and of the output layer (None: a backbone without a head)."""
     layers = _ordered_layers(model)
     output = _output_layer(layers, num_classes)
-    last_spatial = max((i for i, (_, m) in enumerate(layers[:output]) if isinstance(m, _SPATIAL)), default=-1)
-    linears = [i for i in range(last_spatial + 1, output) if isinstance(layers[i][1], nn.Linear)]
+    end = len(layers) if output is None else output
+    last_spatial = max((i for i, (_, m) in enumerate(layers[:end]) if isinstance(m, _SPATIAL) or _is_block(m)),
+                       default=-1)
+    last_block = max((i for i, (_, m) in enumerate(layers[:end]) if _is_block(m)), default=-1)
+    after = layers[last_block + 1:end]
+    if last_block >= 0 and all(not isinstance(m, _SPATIAL) or isinstance(m, (*POOLING, *_KEPT_AFTER_BLOCKS))
+                               for _, m in after):
+        # a stack of blocks (transformer layers, ResNet stages): cut after the last block and its final norm,
+        # before the pooler and the head (a pooling layer before a head is kept); a backbone cuts at its last block
+        cut = last_block
+        while cut + 1 < end and (isinstance(layers[cut + 1][1], _KEPT_AFTER_BLOCKS) or (
+                output is not None and isinstance(layers[cut + 1][1], POOLING))):
+            cut += 1
+        return layers, cut, output
+    assert output is not None  # without blocks _output_layer returns a layer or raises
+    linears = [i for i in range(last_spatial + 1, output) if is_linear_like(layers[i][1])]
     # keep the first FC after the convolutions (fc_1) when the head has more than one; else cut before the head
     cut = linears[0] if linears else max(last_spatial, output - 1)
     return layers, cut, output
@@ -154,7 +233,8 @@ def _cut_index(model: nn.Module, num_classes: int | None) -> tuple[list[tuple[st
 
 def suggested_cut(model: nn.Module, *, num_classes: int | None = None) -> str:
     """The layer to cut at for transfer: the first FC after the convolutions (``fc_1``), else the last
-    layer before the output layer (e.g. ResNet's ``avgpool``).
+    layer before the output layer (e.g. ResNet's ``avgpool``); for a stack of blocks (a transformer,
+    ResNet stages) the last block or the norm right after it, before the pooler and the head.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -168,16 +248,17 @@ def suggested_cut(model: nn.Module, *, num_classes: int | None = None) -> str:
 def task_specific_layers(model: nn.Module, *, num_classes: int | None = None) -> list[str]:
     """The layers with weights after :func:`suggested_cut` — the ones to drop or re-train for a new task.
 
-    The head is what follows the last spatial/sequence layer (convolution, pooling, recurrent,
-    attention); the output layer is the last Linear (or convolution, for dense models) — the one
-    with ``num_classes`` outputs when that is given. Layer order is registration order.
+    The head is what follows the last spatial/sequence unit (convolution, pooling, recurrent,
+    attention, or a repeated block such as a transformer layer, which is never cut inside); the
+    output layer is the last linear layer (or convolution, for dense models) — the one with
+    ``num_classes`` outputs when that is given. Layer order is registration order.
 
     Args:
         model: the PyTorch module.
         num_classes: the class count, to pick the output layer among several candidates.
 
     Returns:
-        Layer names in order, ending with the output layer.
+        Layer names in order, ending with the output layer; empty for a backbone without a head.
 
     Raises:
         InputError: no layer produces ``num_classes`` outputs.
@@ -188,8 +269,20 @@ def task_specific_layers(model: nn.Module, *, num_classes: int | None = None) ->
         ['4']
     """
     layers, cut, output = _cut_index(model, num_classes)
+    if output is None:
+        return []
     has_weights = [name for name, m in layers[cut + 1:output + 1] if any(True for _ in m.parameters())]
     return has_weights or [layers[output][0]]
+
+
+def _role(index: int, name: str, cut: int, output: int | None, specific: list[str]) -> str:
+    if index == cut:
+        return "suggested cut (kept)"
+    if index == output:
+        return "output layer"
+    if name in specific:
+        return "task-specific"
+    return "after the output" if output is not None and index > output else "head"
 
 
 def transfer_report(model: nn.Module, *, num_classes: int | None = None) -> Report:
@@ -205,24 +298,27 @@ def transfer_report(model: nn.Module, *, num_classes: int | None = None) -> Repo
     layers, cut, output = _cut_index(model, num_classes)
     specific = task_specific_layers(model, num_classes=num_classes)
     start = max(cut, 0)
-    rows = []
-    for index, (name, module) in enumerate(layers[start:], start=start):
-        role = ("suggested cut (kept)" if index == cut else "output layer" if index == output
-                else "task-specific" if name in specific else "after the output" if index > output else "head")
-        rows.append((name, layer_kind(module), sum(p.numel() for p in module.parameters()), role))
-    out_layer = layers[output]
-    width = getattr(out_layer[1], "out_features", getattr(out_layer[1], "out_channels", None))
+    rows = [(name, layer_kind(module), sum(p.numel() for p in module.parameters()),
+             _role(index, name, cut, output, specific))
+            for index, (name, module) in enumerate(layers[start:], start=start)]
     cut_name = layers[start][0]
-    finding = Finding(
-        "transfer.head", Severity.INFO,
-        f"For transfer learning keep the layers up to {cut_name!r} as the feature extractor and re-train "
-        f"{specific} (output layer {out_layer[0]!r}, {width} outputs).",
-        {"suggested_cut": cut_name, "task_specific": ", ".join(specific), "output_layer": out_layer[0],
-         "output_size": width},
-        fix=f"dldebug.feature_extractor(model, {cut_name!r}), then a new head for the new task.", lesson=4)
+    if output is None:
+        message = (f"{type(model).__name__} has no task head: the whole model is a feature extractor; its last "
+                   f"block is {cut_name!r}.")
+        evidence: dict[str, Any] = {"suggested_cut": cut_name, "task_specific": "", "output_layer": None,
+                                    "output_size": None}
+    else:
+        out_name, width = layers[output][0], _width(layers[output][1])
+        message = (f"For transfer learning keep the layers up to {cut_name!r} as the feature extractor and re-train "
+                   f"{specific} (output layer {out_name!r}, {width} outputs).")
+        evidence = {"suggested_cut": cut_name, "task_specific": ", ".join(specific), "output_layer": out_name,
+                    "output_size": width}
+    finding = Finding("transfer.head", Severity.INFO, message, evidence,
+                      fix=f"dldebug.feature_extractor(model, {cut_name!r}), then a new head for the new task.",
+                      lesson=4)
     table = Table("transfer.layers", ("layer", "type", "params", "role"), tuple(rows),
                   caption="The closer to the output, the more task-specific; the lesson keeps the convolutions "
-                          "and the first FC layer (fc_1).")
+                          "and the first FC layer (fc_1); transformer stacks are cut after their last block.")
     return Report([finding], title="Transfer learning: where to cut", tables=(table,))
 
 

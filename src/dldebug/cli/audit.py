@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, emit
-from dldebug.errors import InputError
+from dldebug.errors import FileFormatError, InputError
+from dldebug.model_io import OutputSpec
 
 
 class TaskChoice(str, Enum):
@@ -18,10 +21,32 @@ class TaskChoice(str, Enum):
     classification = "classification"
 
 
+def output_spec(text: str | None) -> OutputSpec:
+    """``--output``: a key/attribute name (``logits``), or an index (``0``) of a structured output."""
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def read_inputs(text: str) -> Any:
+    """``--input`` through ``dldebug.io.load_model_inputs``; a file without arrays is one clear error."""
+    from dldebug.io import load_model_inputs
+
+    inputs = load_model_inputs(text)
+    if isinstance(inputs, Mapping) and not inputs:
+        raise FileFormatError("holds no array; save at least one (np.savez(path, x=array)).", path=text)
+    return inputs
+
+
 def command(
-    model: str = typer.Argument(..., help="'package.module:factory', or a .pt2 torch.export archive."),
-    input: str = typer.Option(None, "--input", help="An input batch: a shape such as 8x3x64x64 (random, "
-                              "seeded) or a .npy/.npz/.pt file (FILE:KEY picks an array)."),
+    model: str = typer.Argument(..., help="'package.module:factory' (any nn.Module, Hugging Face models "
+                                "included), or a .pt2 torch.export archive."),
+    input: str = typer.Option(None, "--input", help="The model's input: a shape such as 8x3x64x64 (random, "
+                              "seeded), a .npy/.pt file (FILE:KEY picks an array), or an .npz/.pt of several "
+                              "arrays passed as keyword arguments (input_ids, attention_mask, ...)."),
+    output: str = typer.Option(None, "--output", help="Which tensor of a structured output to check: a name "
+                               "(logits, last_hidden_state) or an index (default: logits, else "
+                               "last_hidden_state, else the first tensor)."),
     task: TaskChoice = typer.Option(None, "--task", help="What the model predicts (default: inferred from the "
                                     "output shape).", case_sensitive=False),
     n_train: int = typer.Option(None, "--n-train", min=1, help="Training set size, for parameters per sample."),
@@ -32,12 +57,13 @@ def command(
 ) -> None:
     """Audit a model: parameter counts, a dominant layer, equivariance/invariance per layer."""
     from dldebug.checks import check_model
-    from dldebug.io import OnnxModel, load_input, load_model
+    from dldebug.io import OnnxModel, load_model
 
     loaded = load_model(model, weights=weights)
     if isinstance(loaded, OnnxModel):
         raise InputError(f"dldebug audit needs a PyTorch model; {model} is an ONNX file. Give the PyTorch "
                          "'package.module:factory' (with --weights) or a torch.export .pt2 archive.")
-    example = load_input(input) if input is not None else None
-    report = check_model(loaded, example, task=task.value if task is not None else None, n_train_samples=n_train)
+    example = read_inputs(input) if input is not None else None
+    report = check_model(loaded, example, task=task.value if task is not None else None, n_train_samples=n_train,
+                         output=output_spec(output))
     emit(report, as_json=as_json, html=html, fail_on=fail_on)

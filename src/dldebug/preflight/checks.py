@@ -13,26 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dldebug.checks.losses import ClassLogits
 from dldebug.findings import Finding, Severity
+from dldebug.model_io import model_loss
 from dldebug.preflight.setup import TrainingSetup
 
 CheckOutcome = tuple[list[Finding], str | None]
-
-
-def _is_cross_entropy(loss_fn: object) -> bool:
-    return isinstance(loss_fn, nn.CrossEntropyLoss) or loss_fn is F.cross_entropy
-
-
-def _is_nll(loss_fn: object) -> bool:
-    return isinstance(loss_fn, nn.NLLLoss) or loss_fn is F.nll_loss
-
-
-def _classification_logits(setup: TrainingSetup) -> torch.Tensor | None:
-    """The model's output on the batch (train mode, no grad) when the loss is CE/NLL over (N, C, ...)."""
-    if not (_is_cross_entropy(setup.loss_fn) or _is_nll(setup.loss_fn)):
-        return None
-    out = setup.train_output()  # shared by the checks that read the outputs: one forward pass
-    return out if isinstance(out, torch.Tensor) and out.ndim >= 2 else None
 
 
 def params_not_in_optimizer(setup: TrainingSetup) -> CheckOutcome:
@@ -52,11 +38,12 @@ def no_grad(setup: TrainingSetup) -> CheckOutcome:
     work = setup.copy()
     work.model.train()
     work.model.zero_grad(set_to_none=True)
-    loss = work.loss_fn(work.model(setup.inputs), setup.targets)
+    loss, _ = model_loss(work.model, setup.batch, work.loss_fn, output=setup.output, tool="preflight")
     if not loss.requires_grad:
         return [Finding("preflight.no_grad", Severity.ERROR, "the loss does not depend on any trainable parameter",
                         {"loss": float(loss.detach())},
-                        fix="Look for torch.no_grad(), .detach() or .item() between the model output and the loss.")
+                        fix="Look for torch.no_grad(), .detach() or .item() between the model output and the loss, "
+                            "or parameters frozen with requires_grad=False.")
                 ], None
     loss.backward()
     dead = [name for name, p in work.model.named_parameters() if p.requires_grad and p.grad is None]
@@ -69,16 +56,24 @@ def no_grad(setup: TrainingSetup) -> CheckOutcome:
                         "them, freeze them (requires_grad=False), or reconnect them.")], None
 
 
+def _not_classes(setup: TrainingSetup) -> str:
+    if setup.loss_fn is None:
+        return ("the model's own loss is not a plain cross-entropy of its logits against the labels (checked "
+                "against F.cross_entropy; e.g. a shifted language-model loss)")
+    return "the loss is not a cross-entropy/NLL over class logits (N, C, ...)"
+
+
 def double_softmax(setup: TrainingSetup) -> CheckOutcome:
-    out = _classification_logits(setup)
-    if out is None:
-        return [], "the loss is not CrossEntropyLoss/NLLLoss over (N, C, ...) outputs"
+    view = setup.class_view()
+    if view is None:
+        return [], _not_classes(setup)
+    out = view.logits.float()
     sums = out.exp().sum(dim=1)
     looks_log_softmax = bool((out <= 1e-6).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
     row_sums = out.sum(dim=1)
     looks_softmax = bool(((out >= 0) & (out <= 1)).all()) and bool(
         torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-3))
-    if _is_cross_entropy(setup.loss_fn) and (looks_softmax or looks_log_softmax):
+    if view.kind == "cross_entropy" and (looks_softmax or looks_log_softmax):
         kind = "log-softmax" if looks_log_softmax else "softmax"
         return [Finding("preflight.double_softmax", Severity.ERROR,
                         f"the model already applies {kind} and CrossEntropyLoss applies log-softmax again",
@@ -87,7 +82,7 @@ def double_softmax(setup: TrainingSetup) -> CheckOutcome:
                          "output_max": float(out.max())},
                         fix="Return raw logits from the model (drop the final softmax/log_softmax), or use NLLLoss "
                             "with log_softmax outputs.")], None
-    if _is_nll(setup.loss_fn) and not looks_log_softmax:
+    if view.kind == "nll" and not looks_log_softmax:
         return [Finding("preflight.double_softmax", Severity.ERROR,
                         "NLLLoss expects log-probabilities but the model's outputs are not log-softmax",
                         {"output_kind": "softmax" if looks_softmax else "raw", "output_max": float(out.max()),
@@ -96,17 +91,27 @@ def double_softmax(setup: TrainingSetup) -> CheckOutcome:
     return [], None
 
 
+def _class_indices(view: ClassLogits) -> torch.Tensor | None:
+    """The targets as class indices without the ignored ones, or None when they are not indices."""
+    targets = view.targets
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                                       torch.uint8):
+        return None
+    return targets[targets != view.ignore_index].long()
+
+
 def init_loss(setup: TrainingSetup) -> CheckOutcome:
-    out = _classification_logits(setup)
-    if out is None or not _is_cross_entropy(setup.loss_fn):
-        return [], "not a cross-entropy loss over class logits"
-    if setup.targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+    view = setup.class_view()
+    if view is None or view.kind != "cross_entropy":
+        return [], _not_classes(setup) if view is None else "not a cross-entropy loss over class logits"
+    valid = _class_indices(view)
+    if valid is None:
         return [], "targets are not class indices"
-    classes = int(out.shape[1])
-    targets = setup.targets.long()
-    if targets.numel() == 0 or int(targets.min()) < 0 or int(targets.max()) >= classes:
+    classes = view.classes
+    if valid.numel() == 0 or int(valid.min()) < 0 or int(valid.max()) >= classes:
         return [], "targets out of range (see preflight.bad_targets)"
-    loss = float(F.cross_entropy(out, targets))
+    out = view.logits.float()
+    loss = float(F.cross_entropy(out, view.targets.long(), ignore_index=view.ignore_index))
     expected = math.log(classes)
     if loss <= 1.5 * expected + 0.5:
         return [], None
@@ -120,40 +125,47 @@ def init_loss(setup: TrainingSetup) -> CheckOutcome:
 
 
 def bad_targets(setup: TrainingSetup) -> CheckOutcome:
-    out = _classification_logits(setup)
-    if out is None:
-        return [], "the loss is not CrossEntropyLoss/NLLLoss over (N, C, ...) outputs"
-    targets, classes = setup.targets, int(out.shape[1])
+    view = setup.class_view()
+    if view is None:
+        return [], _not_classes(setup)
+    return targets_finding(view), None
+
+
+def targets_finding(view: ClassLogits) -> list[Finding]:
+    """``preflight.bad_targets`` when the targets do not fit the class logits (shared with the forward check)."""
+    targets, classes, out = view.targets, view.classes, view.logits
+    if not isinstance(targets, torch.Tensor):
+        return []
     if targets.is_floating_point():
         if targets.shape == out.shape:
-            ok = bool((targets >= 0).all()) and bool(torch.allclose(targets.sum(1), torch.ones(1), atol=1e-3))
+            sums = targets.sum(1)
+            ok = bool((targets >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
             if ok:
-                return [], None
+                return []
             return [Finding("preflight.bad_targets", Severity.ERROR,
                             "probability targets must be non-negative and sum to 1 over classes",
                             {"target_min": float(targets.min()), "row_sum_max": float(targets.sum(1).max())},
-                            fix="Normalise soft targets, or pass class indices as a LongTensor.")], None
+                            fix="Normalise soft targets, or pass class indices as a LongTensor.")]
         return [Finding("preflight.bad_targets", Severity.ERROR,
                         f"targets have dtype {str(targets.dtype).replace('torch.', '')} but hold class indices",
                         {"dtype": str(targets.dtype), "shape": list(targets.shape)},
-                        fix="Convert class-index targets with targets.long().")], None
-    low, high = int(targets.min()), int(targets.max())
-    ignore = getattr(setup.loss_fn, "ignore_index", -100)
-    valid = targets[targets != ignore]
+                        fix="Convert class-index targets with targets.long().")]
+    valid = targets[targets != view.ignore_index]
     if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= classes):
+        low, high = int(valid.min()), int(valid.max())
         bad = int(((valid < 0) | (valid >= classes)).sum())
         return [Finding("preflight.bad_targets", Severity.ERROR,
                         f"targets range over [{low}, {high}] but the model has {classes} outputs "
                         f"(valid: 0..{classes - 1})",
                         {"target_min": low, "target_max": high, "classes": classes, "bad_count": bad}, lesson=9,
                         fix="Make the output layer as wide as the number of classes, or re-map labels to 0..C-1 "
-                            "(1-based labels are a classic off-by-one).")], None
-    return [], None
+                            "(1-based labels are a classic off-by-one).")]
+    return []
 
 
 def input_scale(setup: TrainingSetup) -> CheckOutcome:
-    x = setup.inputs
-    if not x.is_floating_point():
+    x = setup.float_input()
+    if x is None:
         return [], "inputs are not floating point (e.g. token ids)"
     std, mean, peak = float(x.float().std()), float(x.float().mean()), float(x.float().abs().max())
     if peak > 20 or std > 5 or abs(mean) > 5:

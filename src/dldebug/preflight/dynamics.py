@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
+from dldebug.checks.layers import leaf_modules
+from dldebug.checks.overfit import DEFAULT_STEPS
 from dldebug.findings import Finding, Severity
+from dldebug.model_io import select_output
 from dldebug.preflight.checks import CheckOutcome
 from dldebug.preflight.setup import TrainingSetup
 
@@ -25,7 +31,7 @@ def grad_accumulation(setup: TrainingSetup) -> CheckOutcome:
     try:
         for _ in range(2):
             torch.manual_seed(0)  # identical dropout masks in both steps
-            setup.train_step(work.model, (setup.inputs, setup.targets), work.loss_fn, work.optimizer)
+            setup.train_step(work.model, setup.raw_batch, work.loss_fn, work.optimizer)
             snapshots.append(_grads(work.model))
     finally:
         torch.set_rng_state(rng)
@@ -45,22 +51,54 @@ def grad_accumulation(setup: TrainingSetup) -> CheckOutcome:
                         "If you accumulate on purpose, divide the loss by the number of accumulation steps.")], None
 
 
-def batch_mixing(setup: TrainingSetup, *, batch_dim: int = 0) -> CheckOutcome:
-    """The gradient of one sample's output w.r.t. another sample's input must be zero (eval mode)."""
-    if setup.batch_size < 2:
+@contextlib.contextmanager
+def _first_activation(model: nn.Module, batch_size: int, found: list[torch.Tensor]) -> Iterator[None]:
+    """Make the first floating output of a leaf module (an embedding's, for token ids) a leaf that keeps its grad."""
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        if found or not isinstance(output, torch.Tensor) or not output.is_floating_point() \
+                or output.dim() == 0 or output.shape[0] != batch_size:
+            return None
+        found.append(output.detach().requires_grad_(True))
+        return found[-1]
+
+    handles = [m.register_forward_hook(hook) for _, m in leaf_modules(model)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def batch_mixing(setup: TrainingSetup) -> CheckOutcome:
+    """The gradient of one sample's output w.r.t. another sample's input must be zero (eval mode).
+
+    With token ids (no floating input) the gradient is taken w.r.t. the first floating activation,
+    the embedding's output.
+    """
+    size = setup.batch_size
+    if size < 2:
         return [], "needs a batch of at least 2 samples"
-    if not setup.inputs.is_floating_point():
-        return [], "inputs are not floating point (no input gradient)"
     work = setup.copy()
     work.model.eval()  # BatchNorm's batch statistics mix samples legitimately in train mode
-    x = setup.inputs.detach().clone().requires_grad_(True)
-    out: Any = work.model(x)
-    if not isinstance(out, torch.Tensor) or out.shape[batch_dim] != x.shape[batch_dim]:
+    x = setup.float_input()
+    found: list[torch.Tensor] = []
+    if x is not None and x.shape[0] == size:
+        found.append(x.detach().clone().requires_grad_(True))
+        batch = setup.batch.map(lambda t: found[0] if t is x else t)
+        out = select_output(batch.call(work.model), setup.output, tool="preflight")
+    else:
+        with _first_activation(work.model, size, found):
+            out = select_output(setup.batch.call(work.model), setup.output, tool="preflight")
+        if not found:
+            return [], "no floating input or activation with a batch dimension to differentiate"
+    if out.dim() == 0 or out.shape[0] != size or not out.requires_grad:
         return [], "the output has no batch dimension matching the input"
-    weights = torch.randn(out.select(batch_dim, 0).shape, generator=torch.Generator().manual_seed(0))
-    (out.select(batch_dim, 0) * weights).sum().backward()
-    assert x.grad is not None
-    grad = x.grad.abs().flatten(start_dim=1) if batch_dim == 0 else x.grad.transpose(0, batch_dim).abs().flatten(1)
+    weights = torch.randn(out[0].shape, generator=torch.Generator().manual_seed(0)).to(out.device, out.dtype)
+    (out[0] * weights).sum().backward()
+    grad = found[0].grad
+    if grad is None:
+        return [], "the output does not depend on the inputs"
+    grad = grad.abs().flatten(start_dim=1)
     own = float(grad[0].max())
     others = grad[1:].max(dim=1).values
     leaking = [int(i) + 1 for i in torch.nonzero(others > 1e-6 * max(own, 1e-12)).flatten()]
@@ -74,19 +112,18 @@ def batch_mixing(setup: TrainingSetup, *, batch_dim: int = 0) -> CheckOutcome:
                         "x.view(N, -1), or a transpose before a flatten); keep dim 0 as the batch.")], None
 
 
-def cannot_overfit(setup: TrainingSetup, *, steps: int = 100) -> CheckOutcome:
-    """Lesson 3's test via ``dldebug.can_overfit``: a copy must drive the loss on one batch near zero."""
-    try:
-        from dldebug.checks import can_overfit
-    except ImportError as exc:  # pragma: no cover - the checks package ships with dldebug
-        return [], f"dldebug.checks is unavailable ({exc})"
-    result = can_overfit(setup.model, (setup.inputs, setup.targets), setup.loss_fn, steps=steps)
-    if result.passed:
-        return [], None
-    return [Finding("preflight.cannot_overfit", Severity.ERROR,
-                    f"the model cannot over-fit one batch: loss {result.initial_loss:.3g} -> {result.final_loss:.3g} "
-                    f"in {steps} steps", {"initial_loss": float(result.initial_loss),
-                                          "final_loss": float(result.final_loss), "steps": steps}, lesson=3,
-                    fix="A model that cannot memorise one batch has a bug or too little signal: check the checks "
-                        "above, then shrink the dominant layer (dldebug.parameter_audit) or raise the learning rate.")
-            ], None
+def cannot_overfit(setup: TrainingSetup, *, steps: int = DEFAULT_STEPS) -> CheckOutcome:
+    """Lesson 3's test via ``dldebug.can_overfit`` with the user's optimizer: a copy must memorise one batch.
+
+    An error only when the loss stalls (or crawls, diverges, or nothing can train); still falling
+    at the cap is an info finding with the numbers.
+    """
+    from dldebug.checks.overfit import can_overfit
+
+    result = can_overfit(setup.model, setup.raw_batch, setup.loss_fn, optimizer=setup.optimizer, steps=steps,
+                         output=setup.output)
+    renamed = {"capacity.cannot_overfit": "preflight.cannot_overfit",
+               "capacity.overfit_unfinished": "preflight.overfit_unfinished"}
+    findings = [Finding(renamed[f.check], f.severity, f.message, f.evidence, f.fix, f.lesson)
+                for f in result.findings if f.check in renamed]
+    return findings, None
