@@ -193,3 +193,24 @@ def tensorboard_logs(tmp_path_factory: pytest.TempPathFactory, plateau_curve) ->
             str(root / "multi" / "a"): {"loss": loss}, str(root / "multi" / "b"): {"loss": loss[:50]}}
     write_event_files(spec)
     return SimpleNamespace(single=root / "single", multi=root / "multi", tensors=root / "tensors")
+
+
+def load_real_runs() -> object:
+    """tests/monitor/real_runs.py (tiny real Lightning / HF Trainer runs), loaded by path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "dldebug_real_runs" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "monitor" / "real_runs.py"
+        spec = importlib.util.spec_from_file_location("dldebug_real_runs", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["dldebug_real_runs"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["dldebug_real_runs"]
+
+
+@pytest.fixture(scope="session")
+def real_runs() -> object:
+    return load_real_runs()

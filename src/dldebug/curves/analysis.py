@@ -141,11 +141,14 @@ def _detect(binned: BinnedCurve, normalised: np.ndarray, values: np.ndarray, mod
 
 
 def _plateau(shape: det.CurveShape, lr: np.ndarray | None) -> det.Detection | None:
-    """The plateau to report: the longest one the learning rate does not explain as its schedule's decay."""
+    """The plateau to report: the longest one that the lr schedule (a warm-up, a decay at its break) does not explain.
+
+    A stretch where the lr was ~0 is reported first: that schedule is almost certainly a mistake.
+    """
     kept = []
     for plateau in detect_plateaus(shape):
         notes = explain_with_lr(plateau, lr) if lr is not None else {}
-        if notes.get("lr_cause") == "decay":  # the fall came with a scheduled lr drop: expected
+        if notes.get("lr_cause") in ("decay", "warmup"):  # the schedule made it (a warm-up, an lr drop): expected
             continue
         if "zero_lr_first_bin" in notes:  # the lr says exactly where the stretch was: report those steps
             first, last = int(notes.pop("zero_lr_first_bin")), int(notes.pop("zero_lr_last_bin"))
