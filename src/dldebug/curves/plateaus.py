@@ -30,6 +30,8 @@ MAX_PLATEAU_START = 0.1
 LONG_PLATEAU_SHARE = 0.4
 #: A learning rate at most this fraction of the run's largest one is ~0.
 ZERO_LR_FRACTION = 0.01
+#: An early plateau must last at least this many points (bins): a few flat first steps are noise.
+MIN_EARLY_STRETCH = 8
 #: Mid-run plateaus are looked for in curves of at least this many points (bins).
 MIN_MIDRUN_POINTS = 50
 #: ... and must last at least this many points (bins): shorter flat stretches are within the reach of
@@ -86,7 +88,8 @@ def _early_from(shape: CurveShape, edge: np.ndarray, band: float, candidate: int
         return None
     end = candidate + int(inside[-1])
     start = int(np.argmax(edge[:end + 1] <= level + band))  # after an initial drop, if any
-    if start > MAX_PLATEAU_START * shape.size or end + 1 - start < max(3, MIN_PLATEAU_FRACTION * shape.size):
+    shortest = max(MIN_EARLY_STRETCH, MIN_PLATEAU_FRACTION * shape.size)
+    if start > MAX_PLATEAU_START * shape.size or end + 1 - start < shortest:
         return None
     flat = edge[start:end + 1]
     if np.mean(np.abs(flat - level) <= band) < 0.9:

@@ -105,6 +105,7 @@ class TrainingMonitor:
         self.errors: dict[str, Any] = {"count": 0, "first": "", "where": ""}
         self.curve_findings: tuple[Finding, ...] = ()
         self.finished: Report | None = None
+        self.replaced_steps = 0  # history rows replaced by a resumed run that observed their steps again
         self._instance = next(_INSTANCES)
         self._reports = 0
         self._judged_at = 0
@@ -199,6 +200,9 @@ class TrainingMonitor:
         return loss.device.type != "cpu" if self.defer_sync is None else self.defer_sync
 
     def _record(self, step: int, value: float, stats: list[float] | None, lr: float, *, live: bool) -> None:
+        if self.losses.steps and step <= self.losses.steps[-1]:  # resumed from an earlier step: later wins
+            self.replaced_steps += self.losses.truncate_from(step)
+            self.logits.truncate_from(step)
         self.losses.append(step, (value, lr))
         if stats is not None:
             self.logits.append(step, (value, *stats))
