@@ -30,13 +30,24 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _first_step(finding: dict[str, Any]) -> float:
+#: Within one step a module's output comes before the loss, the loss before the gradients, and the
+#: gradients before the updated parameters.
+_CAUSAL_ORDER = {"output": 0, "loss": 1, "gradient": 2, "parameters": 3}
+
+
+def _order(finding: dict[str, Any]) -> tuple[float, int, float]:
+    """(first step, causal order within the step, wall-clock time): the smallest is where a phenomenon began.
+
+    At one step a NaN in a module's output on one rank comes before the NaN gradients the
+    all-reduce brings to the others; the time breaks ties between failures at the same step
+    (the rank that raised first is the cause, the others failed waiting for it).
+    """
     evidence = finding.get("evidence") or {}
-    for key in ("step", "start_step"):
-        value = evidence.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return float("inf")
+    step = next((float(evidence[k]) for k in ("step", "start_step") if isinstance(evidence.get(k), (int, float))),
+                float("inf"))
+    when = evidence.get("failed_at")
+    causal = _CAUSAL_ORDER.get(str(evidence.get("where")), len(_CAUSAL_ORDER))
+    return step, causal, float(when) if isinstance(when, (int, float)) else float("inf")
 
 
 def merge_rank_findings(per_rank: Sequence[Sequence[dict[str, Any]] | None]) -> list[Finding]:
@@ -61,7 +72,7 @@ def merge_rank_findings(per_rank: Sequence[Sequence[dict[str, Any]] | None]) -> 
             by_check.setdefault(finding["check"], []).append((rank, finding))
     merged = []
     for entries in by_check.values():
-        rank, first = min(entries, key=lambda e: (_first_step(e[1]), e[0]))
+        rank, first = min(entries, key=lambda e: (*_order(e[1]), e[0]))
         ranks = sorted({r for r, _ in entries})
         evidence = dict(first.get("evidence") or {})
         evidence.update(rank=rank, ranks=",".join(str(r) for r in ranks), world_size=len(per_rank))

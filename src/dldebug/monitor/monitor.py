@@ -341,7 +341,7 @@ class TrainingMonitor:
         """Record that the run stopped with ``exc`` (``monitor.run_failed``); the callbacks call it."""
         if self.failure is None:
             self.failure = {"step": self.next_step if step is None else int(step), "error": type(exc).__name__,
-                            "message": str(exc)[:500]}
+                            "message": str(exc)[:500], "failed_at": time.time()}
 
     def finish(self, report_dir: str | Path | None = None) -> Report:
         """End the run: judge it, log a short summary and write the report (rank 0), remove the hooks.

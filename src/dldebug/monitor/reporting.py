@@ -81,7 +81,8 @@ def _failure(failure: dict[str, Any] | None) -> list[Finding]:
     return [Finding(
         "monitor.run_failed", Severity.ERROR,
         f"the run stopped at step {failure['step']} with {failure['error']}: {failure['message']}",
-        {"step": int(failure["step"]), "error": str(failure["error"]), "error_message": str(failure["message"])},
+        {"step": int(failure["step"]), "error": str(failure["error"]), "error_message": str(failure["message"]),
+         "failed_at": float(failure.get("failed_at", 0.0))},
         fix="Read the traceback of this process (under torch.distributed, of the rank named here: the other "
             "ranks usually fail afterwards, waiting for it).",
     )]
