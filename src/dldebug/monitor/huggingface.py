@@ -76,6 +76,14 @@ class MonitorCallback(_tf.TrainerCallback):  # type: ignore[misc,name-defined]
         self._labels: torch.Tensor | None = None
 
     def _capture(self, _index: int, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        try:
+            self._capture_step(module, kwargs, output)
+        except Exception as exc:  # runs inside the model's forward: it must never break it
+            if self.monitor is None or self.monitor.strict:
+                raise
+            self.monitor.record_error("Hugging Face forward hook", exc)
+
+    def _capture_step(self, module: torch.nn.Module, kwargs: dict[str, Any], output: Any) -> None:
         if not (module.training and torch.is_grad_enabled()):
             return
         fields = output if isinstance(output, Mapping) else {}

@@ -27,7 +27,7 @@ from dldebug.model_io import OutputSpec, describe, output_items, read_loss, sele
 from dldebug.monitor.distributed import rank_and_world
 from dldebug.monitor.history import DecimatedHistory
 from dldebug.monitor.probes import LayerNorms, ModuleProbe
-from dldebug.monitor.reporting import build_report, nonfinite_findings
+from dldebug.monitor.reporting import build_report, minimal_report, nonfinite_findings
 from dldebug.monitor.signals import LOGIT_FIELDS, judge_batch_change, logit_statistics
 from dldebug.monitor.state import load_monitor_state, monitor_state
 from dldebug.monitor.summary import log_summary, write_report
@@ -139,7 +139,7 @@ class TrainingMonitor:
         except Exception as exc:
             if self.strict:
                 raise
-            self._record_error("observe", exc)
+            self.record_error("observe", exc)
         finally:
             if self.probe is not None:
                 self.probe.clear()  # never keep a step's outputs past its observe, whatever happened
@@ -193,7 +193,7 @@ class TrainingMonitor:
         except Exception as exc:
             if self.strict:
                 raise
-            self._record_error("logit statistics", exc)
+            self.record_error("logit statistics", exc)
             return None
 
     def _defers(self, loss: torch.Tensor) -> bool:
@@ -255,7 +255,7 @@ class TrainingMonitor:
         except Exception as exc:
             if self.strict:
                 raise
-            self._record_error("gradient snapshot", exc)
+            self.record_error("gradient snapshot", exc)
 
     def _track_batch(self, step: int, size: int, lr: float | None) -> None:
         batch = self.batch
@@ -295,7 +295,7 @@ class TrainingMonitor:
         except Exception as exc:
             if self.strict:
                 raise
-            self._record_error("diagnose_curve", exc)
+            self.record_error("diagnose_curve", exc)
             return
         self._raise_if_strict(self.curve_findings)
 
@@ -310,9 +310,10 @@ class TrainingMonitor:
     def _hook_error(self, where: str, exc: Exception) -> None:
         if self.strict:
             raise exc
-        self._record_error(where, exc)
+        self.record_error(where, exc)
 
-    def _record_error(self, where: str, exc: BaseException) -> None:
+    def record_error(self, where: str, exc: BaseException) -> None:
+        """Count an internal failure (``monitor.internal_error``); the first one is kept with where it happened."""
         if self.errors["count"] == 0:
             self.errors.update(first=f"{type(exc).__name__}: {exc}", where=where)
         self.errors["count"] += 1
@@ -333,9 +334,16 @@ class TrainingMonitor:
         except Exception as exc:
             if self.strict:
                 raise
-            self._record_error("report", exc)
+            self.record_error("report", exc)
         self._reports += 1
-        return build_report(self, key=f"dldebug/monitor/{self._instance}/{self._reports}")
+        key = f"dldebug/monitor/{self._instance}/{self._reports}"
+        try:
+            return build_report(self, key=key)
+        except Exception as exc:  # one broken piece of evidence must not cost the whole report
+            if self.strict:
+                raise
+            self.record_error("report", exc)
+            return minimal_report(self, key=key)
 
     def fail(self, exc: BaseException, step: int | None = None) -> None:
         """Record that the run stopped with ``exc`` (``monitor.run_failed``); the callbacks call it."""

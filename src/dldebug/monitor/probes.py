@@ -39,37 +39,82 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return next((t for t in iter_tensors(value) if t.is_floating_point()), None)
 
 
-class _Watch:
-    """The process-wide forward hook: calls ``owner.<method>(index, module, ...)`` for watched modules only.
+class _Dispatcher:
+    """The one process-wide forward hook: calls back the watchers of a module, found by its identity.
 
-    It holds the owner weakly, so a monitor that is dropped without ``close()`` stops watching.
+    Registered with torch on the first watch and removed when the last watcher is removed. Its
+    table changes only when a watch starts or is removed (never from a garbage collector
+    callback), so torch.compile, which reads the table while it traces, never sees it change
+    under its feet. A watcher whose owner was garbage collected is skipped, and swept out at the
+    next watch.
     """
 
-    def __init__(self, owner: Any, method: str, indices: dict[int, int]) -> None:
-        self._owner = weakref.ref(owner)
-        self._method = method
-        self._indices = indices
+    def __init__(self) -> None:
+        self.table: dict[int, list[tuple[Any, str, int, bool]]] = {}
+        self.handle: Any = None
 
-    def __call__(self, module: nn.Module, *rest: Any) -> None:
-        index = self._indices.get(id(module))
-        if index is None:
-            return None
-        owner = self._owner()
-        if owner is not None:
-            getattr(owner, self._method)(index, module, *rest)
+    def __call__(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        for owner_ref, method, index, with_kwargs in self.table.get(id(module), ()):
+            owner = owner_ref()
+            if owner is not None:
+                rest = (args, kwargs, output) if with_kwargs else (args, output)
+                getattr(owner, method)(index, module, *rest)
         return None  # a forward hook that returns a value would replace the module's output
 
+    def add(self, owner: Any, method: str, modules: list[nn.Module], with_kwargs: bool) -> _WatchHandle:
+        self._sweep()
+        ref = weakref.ref(owner)
+        for index, module in enumerate(modules):
+            self.table.setdefault(id(module), []).append((ref, method, index, with_kwargs))
+        if self.handle is None:
+            self.handle = register_module_forward_hook(self, with_kwargs=True)
+        return _WatchHandle(self, ref, [id(m) for m in modules])
 
-def watch_forward(owner: Any, method: str, modules: list[nn.Module], *, with_kwargs: bool = False) -> Any:
+    def remove(self, ref: Any, keys: list[int]) -> None:
+        for key in keys:
+            kept = [entry for entry in self.table.get(key, ()) if entry[0] is not ref]
+            if kept:
+                self.table[key] = kept
+            else:
+                self.table.pop(key, None)
+        if not self.table and self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+    def _sweep(self) -> None:
+        for key in list(self.table):
+            kept = [entry for entry in self.table[key] if entry[0]() is not None]
+            if kept:
+                self.table[key] = kept
+            else:
+                del self.table[key]
+
+
+class _WatchHandle:
+    """What :func:`watch_forward` returns: ``remove()`` stops that watch (it is idempotent)."""
+
+    def __init__(self, dispatcher: _Dispatcher, ref: Any, keys: list[int]) -> None:
+        self._dispatcher, self._ref, self._keys = dispatcher, ref, keys
+
+    def remove(self) -> None:
+        if self._keys:
+            self._dispatcher.remove(self._ref, self._keys)
+            self._keys = []
+
+
+_DISPATCHER = _Dispatcher()
+
+
+def watch_forward(owner: Any, method: str, modules: list[nn.Module], *, with_kwargs: bool = False) -> _WatchHandle:
     """Call ``owner.<method>(index, module, args, [kwargs,] output)`` after each forward of ``modules[index]``.
 
+    ``owner`` is held weakly: once it is garbage collected its watch does nothing (and is swept
+    out at the next watch). The modules themselves are not touched.
+
     Returns:
-        The hook's handle (``.remove()``); it is also removed when ``owner`` is garbage collected.
+        The watch's handle (``.remove()``).
     """
-    indices = {id(module): i for i, module in enumerate(modules)}
-    handle = register_module_forward_hook(_Watch(owner, method, indices), with_kwargs=with_kwargs)
-    weakref.finalize(owner, handle.remove)
-    return handle
+    return _DISPATCHER.add(owner, method, modules, with_kwargs)
 
 
 # Parameter-free built-ins whose output is finite whenever their input is.
@@ -123,6 +168,7 @@ class ModuleProbe:
         self._modules: list[nn.Module] = []
         self._outputs: dict[int, torch.Tensor] = {}
         self._order: list[int] = []
+        self._recomputed = False  # some outputs were first seen in a backward pass's recomputation
         self._on_error = on_error
         for name, module in model.named_modules():
             own = list(module.parameters(recurse=False))
@@ -133,7 +179,7 @@ class ModuleProbe:
             self._params.append(own)
             self._modules.append(module)
         self.outputs_seen = 0
-        self._handle: Any = watch_forward(self, "_on_output", self._modules) if self._modules else None
+        self._handle: _WatchHandle | None = watch_forward(self, "_on_output", self._modules) if self._modules else None
 
     def _on_output(self, index: int, _module: nn.Module, _inputs: Any, output: Any) -> None:
         # Evaluation passes (no grad) are not training steps: ignore them.
@@ -145,6 +191,8 @@ class ModuleProbe:
                 return
             if index not in self._outputs:
                 self._order.append(index)
+                if torch._C._current_autograd_node() is not None:  # re-run during backward (checkpointing)
+                    self._recomputed = True
             self._outputs[index] = tensor
             self.outputs_seen += 1
         except Exception as exc:  # an odd output must never break the user's forward pass
@@ -160,6 +208,7 @@ class ModuleProbe:
         """Forget the kept outputs (called once per observed step)."""
         self._outputs.clear()
         self._order.clear()
+        self._recomputed = False
 
     def remove(self) -> None:
         """Stop watching (the kept outputs are dropped)."""
@@ -200,7 +249,10 @@ class ModuleProbe:
 
         Exact element checks (``isfinite``), run only once a problem is known.
         """
-        first_output = next((i for i in self._order if not bool(torch.isfinite(self._outputs[i]).all())), None)
+        # Reentrant gradient checkpointing runs a block's forward without grad and again during backward,
+        # after the layers that follow it: then the modules' definition order stands in for execution order.
+        order = sorted(self._order) if self._recomputed else self._order
+        first_output = next((i for i in order if not bool(torch.isfinite(self._outputs[i]).all())), None)
         executed = list(self._order) or list(range(len(self.names)))
         # Gradients flow backwards: the first module to receive a bad gradient is the last one run.
         first_grad = next((i for i in reversed(executed) if any(
@@ -208,7 +260,7 @@ class ModuleProbe:
         bad_params = [self.names[i] for i in range(len(self.names)) if not self._params_finite(i)]
         return {
             "output_module": None if first_output is None else self.names[first_output],
-            "output_position": -1 if first_output is None else self._order.index(first_output),
+            "output_position": -1 if first_output is None else order.index(first_output),
             "grad_module": None if first_grad is None else self.names[first_grad],
             "nonfinite_params": bad_params,
             "modules_run": len(self._order),

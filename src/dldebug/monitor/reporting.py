@@ -12,7 +12,7 @@ from dldebug.monitor.signals import judge_overconfidence
 if TYPE_CHECKING:
     from dldebug.monitor.monitor import TrainingMonitor
 
-__all__ = ["build_report", "nonfinite_findings"]
+__all__ = ["build_report", "minimal_report", "nonfinite_findings"]
 
 _FIXES = {
     "output": "This module's forward pass turned finite inputs into NaN/Inf: look for log/sqrt/division of "
@@ -176,3 +176,21 @@ def build_report(monitor: TrainingMonitor, *, key: str = "dldebug/monitor") -> R
     tables = [_layer_table(monitor)] if monitor.layers is not None else []
     meta.update(steps_observed=monitor.steps_observed, every=monitor.every, loss_stride=monitor.losses.stride)
     return Report(findings, title="Training monitor", figures=figures, tables=tables, meta=meta)
+
+
+def minimal_report(monitor: TrainingMonitor, *, key: str = "dldebug/monitor") -> Report:
+    """The findings that need no further computation, when :func:`build_report` failed (never raises)."""
+    findings: list[Finding] = []
+    for part in (lambda: nonfinite_findings(monitor), lambda: _failure(monitor.failure),
+                 lambda: [Finding.from_dict(d) for d in monitor.batch_findings]):
+        try:
+            findings += part()
+        except Exception:  # what cannot be shown is counted in monitor.internal_error below
+            monitor.errors["count"] += 1
+    findings += _internal_error(monitor.errors)
+    try:
+        findings, meta = gather_findings(findings, key=key, timeout=monitor.gather_timeout)
+    except Exception:
+        meta = {}
+    meta.update(steps_observed=monitor.steps_observed, every=monitor.every, partial_report=True)
+    return Report(findings, title="Training monitor", meta=meta)
