@@ -150,7 +150,8 @@ def healthy_runs(runs: int = 1000) -> None:
             infos[finding.check] = infos.get(finding.check, 0) + 1
     detail = ", ".join(f"{check} in {count}" for check, count in sorted(infos.items())) or "none"
     print(f"\nHealthy runs ({runs}: length 50-20,000, noise 0-30%, tau 5-40% of the run, scale 1e-3..1e3; every "
-          f"other one with a warm-up bump of 1-3x in its first 3-8%): {warnings} raised a warning or error; "
+          f"other one with a warm-up bump of 1-3x starting in its first 3%, rising over 0.5-3% of the run and falling "
+          f"back over 1-5%): {warnings} raised a warning or error; "
           f"findings of any severity: {detail}.")
 
 
@@ -182,9 +183,23 @@ def midrun(runs: int = 1000, noise_range: tuple[float, float] = (0.0, 0.1)) -> N
           f"in {others} runs.")
 
 
+def ten_million() -> None:
+    """Issue 17: diagnose_curve on 10 million points (goal: under 10 s), next to np.sort of the same array."""
+    print("\n| curve | points | diagnose_curve (s) | np.sort same array (s) | ratio | findings |")
+    print("|---|---:|---:|---:|---:|---|")
+    for label, values in [("healthy", healthy(10_000_000, 0.05)), ("mid-run plateau",
+                                                                    midrun_plateau(10_000_000, 0.4, 0.2, 0.03)[0]),
+                          ("early blow-up", early_blowup(10_000_000, 1e3, 0.02, "decay", 0.1)[0])]:
+        t_diag = best_of(lambda v=values: diagnose_curve(v), repeat=3)
+        t_sort = best_of(lambda v=values: np.sort(v), repeat=3)
+        checks = ", ".join(f.check for f in diagnose_curve(values).findings) or "-"
+        print(f"| {label} | {len(values):,} | {t_diag:.2f} | {t_sort:.2f} | {t_diag / t_sort:.1f} | {checks} |")
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     if not quick:
+        ten_million()
         speed()
         quality()
         detection_rates()

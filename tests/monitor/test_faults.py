@@ -3,15 +3,21 @@ and every failure becomes a finding.
 
 Faults: an exception inside each piece of the monitor, hooks that see non-tensors, models with
 tuple/dict/dataclass outputs, in-place operations, gradient checkpointing, bf16 autocast on the
-CPU and torch.compile'd models (with a NaN injected where the model should be named).
+CPU and torch.compile'd models (with a NaN injected where the model should be named), and a
+2-rank DDP run (gloo, two processes) where rank 1 goes NaN or raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import socket
+import subprocess
+import sys
 from collections import namedtuple
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import dldebug.curves
-from dldebug import TrainingCheckError, TrainingMonitor
+from dldebug import Report, TrainingCheckError, TrainingMonitor
 from dldebug.monitor import monitor as monitor_module
 from dldebug.monitor import probes, reporting
 
@@ -252,3 +258,54 @@ def test_strict_mode_stops_the_loop_at_a_nan() -> None:
     model = net()
     with pytest.raises(TrainingCheckError, match="loss.nonfinite"):
         loop(model, TrainingMonitor(model, every=1, strict=True), steps=30, nan_at=20)
+
+
+# -- 2-rank DDP: one rank goes NaN, one rank raises ------------------------------------------------------
+HERE = Path(__file__).parent
+LIMIT = 240  # seconds; a hang ends the test as a failure
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def plain_ddp(out: Path, mode: str) -> tuple[list[int], str]:
+    """Run tests/monitor/ddp_worker.py as ranks 0 and 1; (exit codes, both logs)."""
+    port, env = free_port(), {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(rank), "2", str(port), str(out), mode],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    logs = [p.communicate(timeout=LIMIT)[0] for p in procs]
+    return [p.returncode for p in procs], "\n".join(logs)
+
+
+def saved(out: Path) -> Report:
+    return Report.from_json((out / "report" / "report.json").read_text())
+
+
+@pytest.mark.distributed
+def test_plain_ddp_rank_zero_names_the_rank_that_went_nonfinite(tmp_path: Path) -> None:
+    codes, log = plain_ddp(tmp_path, "nan")
+    assert codes == [0, 0], log
+    report = saved(tmp_path)
+    nan = report.get("loss.nonfinite")
+    assert nan is not None
+    assert (nan.evidence["rank"], nan.evidence["step"], nan.evidence["world_size"]) == (1, 6, 2)
+    assert nan.evidence["ranks"] == "0,1"  # rank 0 caught it one step later, through the all-reduce
+    assert nan.message.startswith("rank 1: the loss became nan at step 6")
+    culprit = report.get("monitor.nonfinite_module")
+    assert culprit is not None and culprit.evidence["rank"] == 1 and culprit.evidence["module"] == "0"
+    assert report.meta["world_size"] == 2 and report.meta["ranks_reported"] == 2
+    assert log.count("dldebug: 2 problem(s) found in 12 steps") == 1  # one summary, from rank 0
+
+
+@pytest.mark.distributed
+def test_plain_ddp_a_rank_that_raises_is_named_and_nothing_hangs(tmp_path: Path) -> None:
+    codes, log = plain_ddp(tmp_path, "raise")
+    assert codes[1] != 0 and "injected failure on rank 1" in log  # the user's exception is not swallowed
+    assert codes[0] != 0  # rank 0 failed in DDP's all-reduce, waiting for rank 1
+    failed = saved(tmp_path).get("monitor.run_failed")
+    assert failed is not None and failed.evidence["rank"] == 1 and failed.evidence["ranks"] == "0,1"
+    assert failed.message == "rank 1: the run stopped at step 6 with RuntimeError: injected failure on rank 1"
+    assert log.count("problem(s) found in") == 1
