@@ -28,14 +28,13 @@ from dldebug.monitor.distributed import rank_and_world
 from dldebug.monitor.history import DecimatedHistory
 from dldebug.monitor.probes import LayerNorms, ModuleProbe
 from dldebug.monitor.reporting import build_report, minimal_report, nonfinite_findings
-from dldebug.monitor.signals import LOGIT_FIELDS, judge_batch_change, logit_statistics
+from dldebug.monitor.signals import LOGIT_FIELDS, logit_statistics, track_batch
 from dldebug.monitor.state import load_monitor_state, monitor_state
 from dldebug.monitor.summary import log_summary, write_report
 
 __all__ = ["TrainingMonitor"]
 
 _MAX_BATCH_FINDINGS = 16
-_BATCH_CONFIRM_STEPS = 3  # a size must persist this long: an epoch's short last batch is not a change
 _JUDGE_BUDGET = 200  # re-judge the curve only after 200x the last judgement's time: <= 0.5% of the run
 _INSTANCES = itertools.count()  # the same on every rank when every rank builds its monitors in the same order
 _LOGGER = logging.getLogger("dldebug.monitor")
@@ -258,25 +257,7 @@ class TrainingMonitor:
             self.record_error("gradient snapshot", exc)
 
     def _track_batch(self, step: int, size: int, lr: float | None) -> None:
-        batch = self.batch
-        if not batch:
-            batch.update(size=size, lr=lr, candidate=None)
-            if self.base_batch_size is not None and size != self.base_batch_size:
-                base_lr = lr if self.base_lr is None else self.base_lr
-                self._add_batch_finding(judge_batch_change(step, self.base_batch_size, size, base_lr, lr))
-            return
-        candidate = batch["candidate"]
-        if size == batch["size"]:
-            batch.update(lr=lr, candidate=None)
-        elif candidate is not None and candidate[0] == size:
-            candidate[2] += 1
-            if candidate[2] >= _BATCH_CONFIRM_STEPS:
-                self._add_batch_finding(judge_batch_change(candidate[1], batch["size"], size, batch["lr"], lr))
-                batch.update(size=size, lr=lr, candidate=None)
-        else:
-            batch["candidate"] = [size, step, 1]
-
-    def _add_batch_finding(self, finding: Finding | None) -> None:
+        finding = track_batch(self.batch, step, size, lr, self.base_batch_size, self.base_lr)
         if finding is not None and len(self.batch_findings) < _MAX_BATCH_FINDINGS:
             self.batch_findings.append(finding.to_dict())
 
