@@ -228,6 +228,8 @@ def test_list_tuple_and_tensor_inputs_agree(families) -> None:
     assert checks(diagnose_curve(curve.tolist())) == expected
     assert checks(diagnose_curve(tuple(curve))) == expected
     assert checks(diagnose_curve(torch.tensor(curve, requires_grad=True))) == expected
+    for half in (torch.bfloat16, torch.float16):  # losses logged under autocast (crash C3 of the fuzzer)
+        assert checks(diagnose_curve(torch.tensor(curve, dtype=half))) == expected
 
 
 @pytest.mark.parametrize("values, message", [

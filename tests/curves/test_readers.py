@@ -392,3 +392,34 @@ def test_hugging_face_output_dirs_are_runs(tmp_path: Path) -> None:
     with pytest.raises(FileFormatError, match=r"holds 2 runs: a \(hf_trainer_state\), b \(hf_trainer_state\)"):
         read_log(tmp_path)
     assert read_log(tmp_path / "a").curve().steps[-1] == 59  # one run's folder reads as before
+
+
+def test_integers_beyond_a_float_are_infinite(tmp_path: Path) -> None:  # crash C1 of the reliability fuzzer
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps({"step": s, "loss": v}) for s, v in enumerate([10**400, 1, -10**400])))
+    assert read_log(path).curve().values.tolist() == [np.inf, 1.0, -np.inf]
+    entries = [{"step": 1, "loss": 10**400}, {"step": 2, "loss": 1}]
+    state = trainer_state(tmp_path / "hf" / "trainer_state.json", entries)
+    assert read_log(state).curve().values.tolist() == [np.inf, 1.0]
+
+
+def test_scalar_tensor_shorter_than_one_element_is_skipped(tmp_path: Path) -> None:  # crash C2
+    pytest.importorskip("tensorboard")
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    short, fine = event_pb2.Event(step=1), event_pb2.Event(step=2)
+    value = short.summary.value.add(tag="loss")
+    value.tensor.dtype, value.tensor.tensor_content = 1, b"\x00\x00\x80"  # 3 bytes for a float32
+    fine.summary.value.add(tag="loss").simple_value = 0.5
+    data = b""
+    for event in (short, fine):
+        payload = event.SerializeToString()
+        header = struct.pack("<Q", len(payload))
+        data += header + struct.pack("<I", masked_crc32c(header)) + payload + struct.pack("<I", masked_crc32c(payload))
+    path = tmp_path / "events.out.tfevents.1.host"
+    path.write_bytes(data)
+    curve = read_log(path).curve()
+    assert (curve.steps.tolist(), curve.values.tolist()) == ([2], [0.5])

@@ -270,7 +270,10 @@ def _as_1d(values: Any, what: str) -> np.ndarray:
     if values is None or isinstance(values, (str, bytes, dict)):
         raise InputError(f"{what} must be a 1-D sequence of numbers; got {type(values).__name__}.")
     if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, without importing torch
-        values = values.detach().cpu().numpy()
+        values = values.detach().cpu()
+        if getattr(values, "is_floating_point", lambda: False)() and values.dtype.itemsize < 4:
+            values = values.float()  # numpy has no bfloat16: half-precision losses are widened first
+        values = values.numpy()
     try:
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:

@@ -83,10 +83,14 @@ _PLATEAU_FIX = ("Nothing is broken. To shorten the plateau, start from pretraine
 
 
 def plateau_severity(e: dict[str, Any]) -> Severity:
-    """Warning when the learning rate was ~0 on the plateau or it took a long share of the run, else info."""
-    from dldebug.curves.plateaus import LONG_PLATEAU_SHARE
+    """Warning when the learning rate was ~0 on the plateau or it took a long share of a long run, else info.
 
-    long = float(e["fraction_of_run"]) >= LONG_PLATEAU_SHARE
+    A run of fewer than 50 points is too short for its shares to mean much (the first steps of a run
+    can sit at chance for half of it): there a plateau is a warning only when the lr was ~0.
+    """
+    from dldebug.curves.plateaus import LONG_PLATEAU_SHARE, LONG_RUN_POINTS
+
+    long = float(e["fraction_of_run"]) >= LONG_PLATEAU_SHARE and int(e.get("run_points", 0)) >= LONG_RUN_POINTS
     return Severity.WARNING if e.get("lr_cause") == "zero" or long else Severity.INFO
 
 

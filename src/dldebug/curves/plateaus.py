@@ -19,7 +19,7 @@ from scipy.ndimage import binary_closing
 from dldebug.curves.detectors import MIN_RELATIVE_FALL, CurveShape, Detection
 from dldebug.curves.signal import MAD_TO_SIGMA, odd, smooth_median
 
-__all__ = ["LONG_PLATEAU_SHARE", "MAX_PLATEAU_START", "MIN_PLATEAU_FRACTION", "ZERO_LR_FRACTION",
+__all__ = ["LONG_PLATEAU_SHARE", "LONG_RUN_POINTS", "MAX_PLATEAU_START", "MIN_PLATEAU_FRACTION", "ZERO_LR_FRACTION",
            "detect_plateaus", "explain_with_lr"]
 
 #: A flat stretch must cover at least this fraction of the run to be a plateau.
@@ -28,6 +28,8 @@ MIN_PLATEAU_FRACTION = 0.1
 MAX_PLATEAU_START = 0.1
 #: A plateau covering at least this share of the run lost a long share of it: a warning.
 LONG_PLATEAU_SHARE = 0.4
+#: ... of a run of at least this many points (bins).
+LONG_RUN_POINTS = 50
 #: A learning rate at most this fraction of the run's largest one is ~0.
 ZERO_LR_FRACTION = 0.01
 #: An early plateau must last at least this many points (bins): a few flat first steps are noise.
@@ -45,14 +47,15 @@ def detect_plateaus(shape: CurveShape) -> list[Detection]:
     """Every plateau that broke, in run order: the early one (if any), then mid-run ones.
 
     Returns:
-        Detections ``loss.plateau`` with ``numbers`` ``fraction_of_run`` and ``early`` (1 or 0).
+        Detections ``loss.plateau`` with ``numbers`` ``fraction_of_run``, ``early`` (1 or 0) and
+        ``run_points`` (the bins of the run).
     """
     found: list[Detection] = []
     early = _early_plateau(shape)
     if early is not None:
         found.append(replace(early, numbers={**early.numbers, "early": 1}))
     found.extend(_midrun_plateaus(shape, early.end + 1 if early is not None else 0))
-    return found
+    return [replace(d, numbers={**d.numbers, "run_points": shape.size}) for d in found]
 
 
 def _early_plateau(shape: CurveShape) -> Detection | None:

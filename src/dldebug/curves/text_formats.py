@@ -46,8 +46,13 @@ def _number(value: Any) -> float | None:
     """A JSON/CSV value as a float, None when it is not a number (booleans are not)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):  # JSON integers have no size limit; beyond a float's range they are +-Inf
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
     return None
 
 
