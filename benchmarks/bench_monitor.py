@@ -16,13 +16,18 @@ repetition. Time is the process's CPU time (``time.process_time``), which, with
 one torch thread, counts the work done and not the waiting for a busy CPU; the
 wall-clock ratio is printed too. Goals (issue 3): default <= 1.03, layer stats <= 1.10.
 
-Usage: python benchmarks/bench_monitor.py [--reps 31] [--threads 1]
+Long runs (issue 17, ``--long``): 10 million ``observe`` calls (a float loss, the lr and the batch
+size each step, no model) and the process's resident memory (RSS, from /proc/self/statm) before
+and after 1 million and 10 million steps; the monitor's histories stay at ``capacity`` points.
+
+Usage: python benchmarks/bench_monitor.py [--reps 31] [--threads 1] [--long [--steps 10000000]]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -106,12 +111,46 @@ def _iqr(values: list[float]) -> str:
     return f"{q[0]:.3f}-{q[2]:.3f}"
 
 
+def rss_mib() -> float:
+    """Resident memory of this process now, in MiB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def long_run(steps: int) -> None:
+    """RSS before and after 1M and ``steps`` observe calls; the history sizes; the time per call."""
+    monitor = TrainingMonitor(every=20)
+    noise = 1 + 0.05 * torch.randn(4096, generator=torch.Generator().manual_seed(0)).numpy()
+    checkpoints = sorted({1_000_000, steps})
+    print(f"torch {torch.__version__}; TrainingMonitor(every=20), observe(loss, batch_size=64, lr=...) per step\n")
+    print("| steps observed | RSS (MiB) | loss history points | stride | observe (us/call, since last row) |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| 0 | {rss_mib():.1f} | 0 | 1 | - |")
+    done, clock = 0, time.perf_counter()
+    for target in checkpoints:
+        for step in range(done, target):
+            monitor.observe(float(2.0 / (1.0 + 1e-5 * step) * noise[step % 4096]), batch_size=64, lr=1e-3)
+        elapsed = time.perf_counter() - clock
+        print(f"| {target:,} | {rss_mib():.1f} | {len(monitor.losses):,} | {monitor.losses.stride:,} | "
+              f"{1e6 * elapsed / (target - done):.2f} |")
+        done, clock = target, time.perf_counter()
+    start = time.perf_counter()
+    report = monitor.report()
+    print(f"\nreport() after {done:,} steps: {time.perf_counter() - start:.3f} s; findings: "
+          f"{[f.check for f in report.findings] or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=31)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU time sums all threads)")
+    parser.add_argument("--long", action="store_true", help="the long-run memory benchmark instead")
+    parser.add_argument("--steps", type=int, default=10_000_000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.long:
+        long_run(args.steps)
+        return
     data = load_digits_data()
     torch.manual_seed(0)
     rows = [bench("digits CNN (Adam)", DigitsCNN(), data.x_train[:64], data.y_train[:64], args.reps, 40)]

@@ -11,7 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 from dldebug import diagnose_curve
 
-ALLOWED = {"loss.nonfinite", "loss.diverging", "loss.stuck", "loss.plateau", "loss.oscillating", "loss.collapsed"}
+ALLOWED = {"loss.nonfinite", "loss.diverging", "loss.stuck", "loss.plateau", "loss.oscillating", "loss.collapsed",
+           "loss.blowup", "curve.too_short"}
 
 any_floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 curves = st.one_of(
@@ -27,16 +28,20 @@ def check_contract(report, n: int) -> None:
     assert len(ids) == len(set(ids))  # never more than one finding per phenomenon
     assert not ({"loss.stuck", "loss.plateau"} <= set(ids))
     for finding in report.findings:
-        assert {"start_step", "end_step", "metric"} <= set(finding.evidence)
         assert all(type(v) in (int, float, str) for v in finding.evidence.values())
+        if finding.check == "curve.too_short":  # not judged: it has no segment
+            assert finding.evidence["points"] < 8 and report.meta["judged"] is False
+            continue
+        assert {"start_step", "end_step", "metric"} <= set(finding.evidence)
         assert 0 <= finding.evidence["start_step"] <= finding.evidence["end_step"] <= max(n - 1, 0)
     json.loads(report.to_json())
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(values=curves, mode=st.sampled_from(["min", "max"]))
-def test_never_raises_on_numeric_input(values, mode: str) -> None:
-    report = diagnose_curve(values, name="m", mode=mode)
+@given(values=curves, mode=st.sampled_from(["min", "max"]), with_lr=st.booleans())
+def test_never_raises_on_numeric_input(values, mode: str, with_lr: bool) -> None:
+    lr = np.resize(np.array([0.0, 1e-3, np.nan, 1e-3, np.inf]), len(values)) if with_lr else None
+    report = diagnose_curve(values, name="m", mode=mode, lr=lr)
     check_contract(report, len(values))
 
 

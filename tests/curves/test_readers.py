@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dldebug import DldebugError, FileFormatError, InputError, MissingDependencyError
-from dldebug.curves import detect_format, diagnose_log, read_log
+from dldebug.curves import detect_format, diagnose_log, find_runs, read_log, read_runs
 
 
 def assert_plateau(report, onset: int, steps: np.ndarray) -> None:
@@ -83,9 +83,11 @@ def test_lightning_csvlogger_metrics_csv(tmp_path: Path, plateau_curve) -> None:
     logger.finalize("success")
     log = read_log(tmp_path)  # the directory: finds run/version_0/metrics.csv
     assert log.format == "lightning" and log.path == tmp_path
-    assert {"train_loss_step", "val_loss", "val_acc", "epoch"} <= set(log.metrics)
+    assert set(log.metrics) == {"train_loss_step", "val_loss", "val_acc"}  # epoch and step are not metrics
     assert len(log.curve("val_loss")) == 8 and len(log.curve()) == len(values)
     assert_plateau(diagnose_log(tmp_path), onset, steps)
+    with pytest.raises(InputError, match="'epoch'; it is a step/epoch/index column, not a metric"):
+        diagnose_log(tmp_path, "epoch")
 
 
 def test_huggingface_trainer_state(tmp_path: Path, plateau_curve) -> None:
@@ -125,10 +127,16 @@ def test_tensorboard_tensor_scalars(tensorboard_logs, plateau_curve) -> None:
     np.testing.assert_allclose(curve.values, values.astype(np.float32))
 
 
-def test_tensorboard_runs_are_prefixed(tensorboard_logs) -> None:
-    log = read_log(tensorboard_logs.multi)
-    assert log.metrics == ["a/loss", "b/loss"]
-    assert (len(log.curve("a/loss")), len(log.curve("b/loss"))) == (400, 50)
+def test_tensorboard_runs_are_judged_one_by_one(tensorboard_logs) -> None:
+    with pytest.raises(FileFormatError, match=r"holds 2 runs: a \(tensorboard\), b \(tensorboard\)"):
+        read_log(tensorboard_logs.multi)
+    logs = read_runs(tensorboard_logs.multi)
+    assert {name: len(log.curve()) for name, log in logs.items()} == {"a": 400, "b": 50}
+    report = diagnose_log(tensorboard_logs.multi)
+    assert [s.meta["run"] for s in report.sections] == ["a", "b"] and report.meta["runs"] == ["a", "b"]
+    assert report.sections[0].has("loss.plateau")  # run a holds the whole plateau-then-fall curve
+    assert not report.sections[1].has("loss.plateau")  # run b stops on the plateau (50 points)
+    assert {f.name for s in report.sections for f in s.figures} == {"curve: a", "curve: b"}
 
 
 def test_tensorboard_missing_dependency(tensorboard_logs, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,11 +259,17 @@ def test_empty_log(tmp_path: Path) -> None:
         read_log(header_only)
 
 
-def test_resumed_run_repeats_steps_in_order(tmp_path: Path) -> None:
-    rows = [[s, 2.0 - s / 10] for s in range(10)] + [[s, 1.5 - s / 10] for s in range(5, 10)]
-    curve = read_log(write_csv(tmp_path / "r.csv", ["step", "loss"], rows)).curve()
-    assert curve.steps.tolist() == [0, 1, 2, 3, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9]
-    assert curve.values[5:7].tolist() == [1.5, 1.0]
+def test_resumed_run_overlapping_steps_later_wins(tmp_path: Path) -> None:
+    rows = [[s, 2.0 - s / 10] for s in range(10)] + [[s, 1.5 - s / 10] for s in range(5, 12)]
+    path = write_csv(tmp_path / "r.csv", ["step", "loss"], rows)
+    curve = read_log(path).curve()
+    assert curve.steps.tolist() == list(range(12))
+    assert curve.values[4:7].tolist() == [1.6, 1.0, 0.9]  # steps 5.. come from the resumed run
+    assert (curve.overlap.count, curve.overlap.first_step, curve.overlap.last_step) == (5, 5, 9)
+    overlap = diagnose_log(path).get("log.overlapping_steps")
+    assert overlap is not None and overlap.severity.value == "info"
+    assert "5 step(s) of loss were logged more than once (steps 5 to 9)" in overlap.message
+    assert "later values" in overlap.message
 
 
 def test_copy_of_directory_is_not_needed(tmp_path: Path, tensorboard_logs) -> None:
@@ -306,3 +320,106 @@ def test_stray_carriage_return_is_damage(tmp_path: Path) -> None:
     path.write_bytes(b"step,loss\n0,1.0\n1,0.\r5\n")
     with pytest.raises(FileFormatError, match=r"log.csv, line 3: not a CSV row"):
         read_log(path)
+
+
+# -- issue 14: what a log holds besides its metrics ----------------------------------------------------
+def test_tensorboard_ui_csv_export_needs_no_options(tmp_path: Path, plateau_curve) -> None:
+    steps, values, onset = plateau_curve
+    rows = [[1.7e9 + i, int(s), float(v)] for i, (s, v) in enumerate(zip(steps, values, strict=True))]
+    named = write_csv(tmp_path / "run-version_0-tag-train_loss.csv", ["Wall time", "Step", "Value"], rows)
+    log = read_log(named)
+    assert log.metrics == ["train_loss"]  # the tag, from TensorBoard's file name; Wall time is no metric
+    assert_plateau(diagnose_log(named), onset, steps)
+    plain = write_csv(tmp_path / "export.csv", ["Wall time", "Step", "Value"], rows)
+    assert read_log(plain).metrics == ["Value"] and diagnose_log(plain).has("loss.plateau")  # the only metric
+
+
+def test_index_and_epoch_columns_are_never_metrics(tmp_path: Path) -> None:
+    rows = [[i, i, i // 5, 2.3 - 0.01 * i] for i in range(40)]
+    pandas_style = write_csv(tmp_path / "p.csv", ["", "step", "epoch", "loss"], rows)
+    assert read_log(pandas_style).metrics == ["loss"]
+    unnamed = write_csv(tmp_path / "u.csv", ["Unnamed: 0", "epoch", "loss"], [r[1:] for r in rows])
+    assert read_log(unnamed).metrics == ["loss"]
+    lines = [json.dumps({"step": i, "epoch": i // 5, "index": i, "loss": 2.3 - 0.01 * i}) for i in range(40)]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines))
+    assert read_log(tmp_path / "m.jsonl").metrics == ["loss"]
+
+
+def trainer_state(path: Path, entries: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"global_step": max(e["step"] for e in entries), "log_history": entries}))
+    return path
+
+
+def test_trainer_state_nan_filter_zeros_are_nonfinite(tmp_path: Path) -> None:
+    entries = [{"loss": 0.69 - 0.01 * s, "grad_norm": 0.3, "learning_rate": 1e-3, "step": s} for s in range(1, 13)]
+    entries += [{"loss": 0.0, "grad_norm": float("nan"), "learning_rate": 1e-3, "step": s} for s in range(13, 30)]
+    path = trainer_state(tmp_path / "trainer_state.json", entries)
+    report = diagnose_log(path)
+    nonfinite = report.get("loss.nonfinite")
+    assert nonfinite is not None and not report.has("loss.stuck")
+    assert (nonfinite.evidence["first_step"], nonfinite.evidence["hidden_by_nan_filter"]) == (13, 17)
+    assert "NaN filter (logging_nan_inf_filter=True, the default) hid it" in nonfinite.message
+    # a real 0.0 loss (grad_norm finite) is no NaN, and neither is an fp16 overflow step (loss finite)
+    fine = [dict(e, grad_norm=0.1) for e in entries]
+    assert not diagnose_log(trainer_state(tmp_path / "b" / "trainer_state.json", fine)).has("loss.nonfinite")
+
+
+def test_learning_rate_in_the_log_explains_a_plateau(tmp_path: Path, families) -> None:
+    curve, begin, stop = families.midrun_plateau(600, 0.4, 0.25, 0.02, seed=3)
+    entries = [{"loss": float(v), "learning_rate": 0.0 if begin <= s < stop else 1e-3, "step": s}
+               for s, v in enumerate(curve)]
+    report = diagnose_log(trainer_state(tmp_path / "trainer_state.json", entries))
+    plateau = report.get("loss.plateau")
+    assert plateau is not None and plateau.severity.value == "warning"
+    assert (plateau.evidence["start_step"], plateau.evidence["end_step"]) == (begin, stop - 1)
+    assert plateau.evidence["lr_cause"] == "zero" and "learning rate was ~0 there" in plateau.message
+    assert report.meta["lr_metric"] == "learning_rate"
+    unexplained = diagnose_log(tmp_path / "trainer_state.json", lr_metric=None).get("loss.plateau")
+    assert unexplained is not None and "lr_cause" not in unexplained.evidence
+
+
+def test_hugging_face_output_dirs_are_runs(tmp_path: Path) -> None:
+    healthy = [{"loss": 2.3 * 0.97 ** s + 0.1, "step": s} for s in range(1, 60)]
+    flat = [{"loss": 2.3, "step": s} for s in range(1, 60)]
+    trainer_state(tmp_path / "a" / "checkpoint-20" / "trainer_state.json", healthy[:20])
+    trainer_state(tmp_path / "a" / "checkpoint-59" / "trainer_state.json", healthy)  # the latest holds it all
+    trainer_state(tmp_path / "b" / "trainer_state.json", flat)
+    assert [(r.name, r.files[0].parent.name) for r in find_runs(tmp_path)] == [("a", "checkpoint-59"), ("b", "b")]
+    report = diagnose_log(tmp_path)
+    assert [(s.meta["run"], [f.check for f in s.findings]) for s in report.sections] == [
+        ("a", []), ("b", ["loss.stuck"])]
+    with pytest.raises(FileFormatError, match=r"holds 2 runs: a \(hf_trainer_state\), b \(hf_trainer_state\)"):
+        read_log(tmp_path)
+    assert read_log(tmp_path / "a").curve().steps[-1] == 59  # one run's folder reads as before
+
+
+def test_integers_beyond_a_float_are_infinite(tmp_path: Path) -> None:  # crash C1 of the reliability fuzzer
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps({"step": s, "loss": v}) for s, v in enumerate([10**400, 1, -10**400])))
+    assert read_log(path).curve().values.tolist() == [np.inf, 1.0, -np.inf]
+    entries = [{"step": 1, "loss": 10**400}, {"step": 2, "loss": 1}]
+    state = trainer_state(tmp_path / "hf" / "trainer_state.json", entries)
+    assert read_log(state).curve().values.tolist() == [np.inf, 1.0]
+
+
+def test_scalar_tensor_shorter_than_one_element_is_skipped(tmp_path: Path) -> None:  # crash C2
+    pytest.importorskip("tensorboard")
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    short, fine = event_pb2.Event(step=1), event_pb2.Event(step=2)
+    value = short.summary.value.add(tag="loss")
+    value.tensor.dtype, value.tensor.tensor_content = 1, b"\x00\x00\x80"  # 3 bytes for a float32
+    fine.summary.value.add(tag="loss").simple_value = 0.5
+    data = b""
+    for event in (short, fine):
+        payload = event.SerializeToString()
+        header = struct.pack("<Q", len(payload))
+        data += header + struct.pack("<I", masked_crc32c(header)) + payload + struct.pack("<I", masked_crc32c(payload))
+    path = tmp_path / "events.out.tfevents.1.host"
+    path.write_bytes(data)
+    curve = read_log(path).curve()
+    assert (curve.steps.tolist(), curve.values.tolist()) == ([2], [0.5])

@@ -68,3 +68,19 @@ def train_steps(model: nn.Module, monitor: object, steps: int, *, on_step: objec
 def kit() -> SimpleNamespace:
     """The helpers above as one namespace (test modules cannot import conftest)."""
     return SimpleNamespace(Poison=Poison, SqrtAbs=SqrtAbs, small_net=small_net, train_steps=train_steps)
+
+
+@pytest.fixture(scope="session")
+def real_runs() -> object:
+    """tests/monitor/real_runs.py (tiny real Lightning / HF Trainer runs), loaded by path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "dldebug_real_runs" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("dldebug_real_runs", Path(__file__).with_name("real_runs.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["dldebug_real_runs"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["dldebug_real_runs"]

@@ -26,9 +26,10 @@ def test_learning_rate_far_too_high(digits: DigitsData) -> None:
     first_nan = next(i for i, v in enumerate(history.losses) if not math.isfinite(v))  # the oracle
     nonfinite = report.get("loss.nonfinite")
     assert nonfinite is not None and nonfinite.evidence["step"] == history.steps[first_nan]
-    diverging = report.get("loss.diverging")
-    if diverging is not None:  # the rise before the NaN, if judged, lies before it
-        assert diverging.evidence["end_step"] < nonfinite.evidence["step"]
+    blowup = report.get("loss.blowup")  # the early rise before the NaN: a blow-up, ending before the NaN
+    assert blowup is not None and blowup.severity.value == "error"
+    assert blowup.evidence["end_step"] < nonfinite.evidence["step"] and blowup.evidence["jump_step"] <= 5
+    assert not report.has("loss.diverging") and not report.has("loss.plateau")
     culprit = report.get("monitor.nonfinite_module")
     assert culprit is not None and culprit.evidence["step"] == nonfinite.evidence["step"]
 

@@ -159,9 +159,8 @@ def test_huggingface_callback_matches_the_trainer_log(tmp_path: Path, accumulati
     assert list(report.figure("monitor.loss").series[0].y) == pytest.approx(means, abs=6e-4)
     assert not report.has("monitor.") and not report.has("loss.nonfinite")  # 8 steps: too few to fall
     assert callback.monitor is not None and callback.monitor.batch["size"] == 4 * accumulation
-    state = callback.state()
     buffer = io.BytesIO()
-    torch.save(state["attributes"]["restored_state"], buffer)
+    torch.save(callback.monitor.state_dict(), buffer)
     buffer.seek(0)
     assert torch.load(buffer, weights_only=True)["next_step"] == 8
 
@@ -176,21 +175,25 @@ def test_huggingface_callback_names_the_poisoned_layer(tmp_path: Path) -> None:
     assert culprit is not None and culprit.evidence["module"] == "classifier"
 
 
-def test_huggingface_callback_state_survives_a_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("restore_flag", [False, True])  # False is Hugging Face's default
+def test_huggingface_callback_state_survives_a_resume(tmp_path: Path, restore_flag: bool) -> None:
     def args(steps: int) -> transformers.TrainingArguments:
         return transformers.TrainingArguments(
             output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=4, learning_rate=1e-3,
             save_strategy="steps", save_steps=4, report_to=[], use_cpu=True, disable_tqdm=True,
-            restore_callback_states_from_checkpoint=True, logging_steps=100)
+            restore_callback_states_from_checkpoint=restore_flag, logging_steps=100)
 
     first = HFCallback(every=2)
     transformers.Trainer(model=tiny_bert(), args=args(4), train_dataset=TokenData(), callbacks=[first]).train()
+    assert (tmp_path / "checkpoint-4" / "dldebug_monitor.json").is_file()
     resumed = HFCallback(every=2)
     trainer = transformers.Trainer(model=tiny_bert(), args=args(8), train_dataset=TokenData(), callbacks=[resumed])
     trainer.train(resume_from_checkpoint=True)
-    monitor = next(c for c in trainer.callback_handler.callbacks if isinstance(c, HFCallback)).monitor
-    assert monitor is not None and monitor.steps_observed == 8  # 4 restored + 4 new
-    assert monitor.losses.steps == list(range(8))
+    assert resumed in trainer.callback_handler.callbacks  # the object the user holds is the one that ran
+    assert resumed.resumed_from == tmp_path / "checkpoint-4" / "dldebug_monitor.json"
+    assert resumed.report is not None and resumed.report.meta["steps_observed"] == 8  # 4 restored + 4 new
+    assert resumed.monitor is not None and resumed.monitor.losses.steps == list(range(8))
+    assert resumed.report.figure("monitor.loss").series[0].x[:4] == tuple(first.monitor.losses.steps)
 
 
 class LMData(torch.utils.data.Dataset):

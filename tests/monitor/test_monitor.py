@@ -123,7 +123,9 @@ def test_internal_failure_becomes_a_finding() -> None:
     finding = monitor.report().get("monitor.internal_error")
     assert finding is not None
     assert finding.evidence["count"] == 2
-    assert finding.evidence["first_error"] == "ValueError: could not convert string to float: 'not a number'"
+    assert finding.evidence["first_error"] == (
+        "InputError: TrainingMonitor.observe: loss must be a number, a tensor or the model's output holding "
+        "'loss' (a ModelOutput, dict or tuple); got str.")
     assert monitor.losses.steps == [1, 2]  # the bad logits of step 1 did not cost its loss value
     with pytest.raises(ValueError):
         TrainingMonitor(strict=True).observe("not a number")  # type: ignore[arg-type]

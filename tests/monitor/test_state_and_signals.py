@@ -48,7 +48,7 @@ def test_state_survives_a_weights_only_checkpoint() -> None:
 def test_loading_something_else_is_a_clear_error() -> None:
     with pytest.raises(InputError) as info:
         TrainingMonitor().load_state_dict({"weights": 1})
-    assert str(info.value) == ("not a TrainingMonitor state (version 1); got version None. "
+    assert str(info.value) == ("not a TrainingMonitor state (version 2); got version None. "
                                "Pass what TrainingMonitor.state_dict() returned.")
 
 

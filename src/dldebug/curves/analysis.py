@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import numpy as np
 
 from dldebug.curves import detectors as det
-from dldebug.curves.messages import build_finding, nonfinite_finding
+from dldebug.curves.blowup import Blowup, detect_blowup
+from dldebug.curves.messages import build_finding, nonfinite_finding, too_short_finding
+from dldebug.curves.plateaus import detect_plateaus, explain_with_lr
 from dldebug.curves.signal import BinnedCurve, bin_curve
 from dldebug.errors import ConfigError, InputError
 from dldebug.findings import Figure, Finding, Report, Series, Span, Table
@@ -27,8 +30,9 @@ def diagnose_curve(
     *,
     name: str = "loss",
     mode: Literal["min", "max"] = "min",
+    lr: Any = None,
 ) -> Report:
-    """Classify a loss (or metric) curve: non-finite, diverging, stuck, plateau, oscillating, collapsed.
+    """Classify a loss (or metric) curve: non-finite, early blow-up, diverging, stuck, plateau, oscillating, collapsed.
 
     The analysis is robust to noise and scale: levels are running medians,
     noise is the median absolute deviation of point-to-point differences, and
@@ -43,15 +47,18 @@ def diagnose_curve(
             ``None`` means ``0, 1, 2, ...``. Evidence is given in these units.
         name: the metric's name, used in messages and evidence.
         mode: ``"min"`` when lower is better (a loss), ``"max"`` when higher is
-            better (accuracy): the logic mirrors.
+            better (accuracy): the logic mirrors (an early blow-up is judged in ``"min"`` mode only).
+        lr: the learning rate at each value (same length; NaN where unknown), or None.
+            It explains plateaus: an lr of ~0 on a flat stretch, a schedule's decay at its break.
 
     Returns:
-        A Report with at most one finding per phenomenon (check ids ``loss.*``),
-        a figure ``"curve"`` (raw and smoothed series, segments as spans) and,
-        when anything was found, a table ``"curve segments"``.
+        A Report with at most one finding per phenomenon (check ids ``loss.*``; ``curve.too_short``
+        when fewer than :data:`MIN_POINTS` finite points could be judged), a figure ``"curve"``
+        (raw and smoothed series, segments as spans) and, when anything was found, a table
+        ``"curve segments"``. ``meta["judged"]`` says whether the shape was judged.
 
     Raises:
-        InputError: ``values``/``steps`` are not 1-D real numbers, or lengths differ.
+        InputError: ``values``/``steps``/``lr`` are not 1-D real numbers, or lengths differ.
         ConfigError: ``mode`` is not ``"min"`` or ``"max"``.
 
     Example:
@@ -70,17 +77,20 @@ def diagnose_curve(
         raise InputError(f"name must be a string such as 'loss'; got {type(name).__name__}.")
     raw = _as_1d(values, "values").astype(np.float64)
     step_array = np.arange(len(raw)) if steps is None else _as_steps(steps, len(raw))
+    lr_array = None if lr is None else _as_lr(lr, len(raw))
     with np.errstate(all="ignore"):
-        return _diagnose(raw, step_array, name, mode)
+        return _diagnose(raw, step_array, name, mode, lr_array)
 
 
-def _diagnose(raw: np.ndarray, steps: np.ndarray, name: str, mode: str) -> Report:
+def _diagnose(raw: np.ndarray, steps: np.ndarray, name: str, mode: str, lr: np.ndarray | None) -> Report:
     findings: list[Finding] = []
     finite = np.isfinite(raw)
     prefix = len(raw)
     if not finite.all():
         prefix = int(np.argmin(finite))
-        findings.append(nonfinite_finding(raw, steps, prefix, name, mode))
+        findings.append(nonfinite_finding(raw, steps, prefix, name, mode, MIN_POINTS))
+    elif prefix < MIN_POINTS:
+        findings.append(too_short_finding(prefix, MIN_POINTS, name, mode))
     values = raw[:prefix]
     sign = 1.0 if mode == "min" else -1.0
     scale = float(np.max(np.abs(values))) if prefix else 1.0
@@ -88,23 +98,29 @@ def _diagnose(raw: np.ndarray, steps: np.ndarray, name: str, mode: str) -> Repor
     normalised = sign * values / scale
     binned = bin_curve(normalised, steps[:prefix])
     detections: list[det.Detection] = []
-    shape = None
+    shape, blowup = None, None
     if prefix >= MIN_POINTS:
-        shape, detections = _detect(binned, normalised, mode)
+        lr_bins = None if lr is None else bin_curve(lr[:prefix], steps[:prefix]).values
+        shape, detections, blowup = _detect(binned, normalised, values, mode, scale, lr_bins)
     context = _Context(name, mode, sign, scale, binned, steps[:prefix])
     findings.extend(build_finding(d, context.to_evidence(d), name, mode) for d in detections)
     return Report(
         findings, title=f"Curve diagnosis: {name}",
         figures=[_figure(context, shape, findings, raw, steps)],
         tables=[_segments_table(findings)] if findings else [],
-        meta=_meta(context, raw, prefix, shape),
+        meta=_meta(context, raw, prefix, shape, blowup),
     )
 
 
-def _detect(binned: BinnedCurve, normalised: np.ndarray, mode: str) -> tuple[det.CurveShape, list[det.Detection]]:
+def _detect(binned: BinnedCurve, normalised: np.ndarray, values: np.ndarray, mode: str, scale: float,
+            lr: np.ndarray | None) -> tuple[det.CurveShape, list[det.Detection], Blowup | None]:
     oscillation = det.detect_oscillation(binned.values)
     period = None if oscillation is None else float(oscillation.numbers["period_bins"])
     shape = det.describe(binned.values, period)
+    blowup = (detect_blowup(values, binned, scale=scale, oscillating=oscillation is not None) if mode == "min"
+              else None)
+    if blowup is not None:  # what follows an early blow-up is its aftermath: one phenomenon, one finding
+        return shape, [_blowup_detection(blowup, binned, scale, oscillation)], blowup
     found: list[det.Detection] = []
     diverging = det.detect_diverging(shape)
     collapse = det.detect_collapse(shape, normalised, binned.first_index) if mode == "min" else None
@@ -118,10 +134,51 @@ def _detect(binned: BinnedCurve, normalised: np.ndarray, mode: str) -> tuple[det
         if stuck is not None:
             found.append(stuck)
     if not any(d.check == "loss.stuck" for d in found):
-        plateau = det.detect_plateau(shape)
+        plateau = _plateau(shape, lr)
         if plateau is not None:
             found.append(plateau)
-    return shape, found
+    return shape, found, None
+
+
+def _plateau(shape: det.CurveShape, lr: np.ndarray | None) -> det.Detection | None:
+    """The plateau to report: the longest one that the lr schedule (a warm-up, a decay at its break) does not explain.
+
+    A stretch where the lr was ~0 is reported first: that schedule is almost certainly a mistake.
+    """
+    kept = []
+    for plateau in detect_plateaus(shape):
+        notes = explain_with_lr(plateau, lr) if lr is not None else {}
+        if notes.get("lr_cause") in ("decay", "warmup"):  # the schedule made it (a warm-up, an lr drop): expected
+            continue
+        if "zero_lr_first_bin" in notes:  # the lr says exactly where the stretch was: report those steps
+            first, last = int(notes.pop("zero_lr_first_bin")), int(notes.pop("zero_lr_last_bin"))
+            plateau = dataclasses.replace(plateau, start=first, end=last, numbers={
+                **plateau.numbers, "fraction_of_run": (last + 1 - first) / shape.size})
+        kept.append(dataclasses.replace(plateau, notes=notes))
+    if not kept:
+        return None
+    chosen = max(kept, key=lambda d: (d.notes.get("lr_cause") == "zero", d.end - d.start))
+    others = [d for d in kept if d is not chosen]
+    if not others:
+        return chosen
+    return dataclasses.replace(chosen, numbers={**chosen.numbers, "plateaus": len(kept)},
+                               other_bins=tuple((d.start, d.end) for d in others))
+
+
+def _blowup_detection(blowup: Blowup, binned: BinnedCurve, scale: float,
+                      oscillation: det.Detection | None) -> det.Detection:
+    size = binned.bin_size
+    numbers: dict[str, float | int] = {
+        "jump_factor": blowup.jump_level / blowup.start_level, "peak_factor": blowup.peak_level / blowup.start_level,
+        "settled_factor": blowup.settled_level / blowup.start_level, "high_share": blowup.high_share,
+        "recovered": int(blowup.recovered), "baseline_points": blowup.baseline_points}
+    if oscillation is not None:
+        numbers["swings"] = oscillation.numbers["swings"]
+    return det.Detection(
+        "loss.blowup", blowup.jump_index // size, blowup.recovered_index // size,
+        levels={"start_level": blowup.start_level / scale, "jump_level": blowup.jump_level / scale,
+                "peak_level": blowup.peak_level / scale, "settled_level": blowup.settled_level / scale},
+        numbers=numbers, raw_marks={"jump_step": blowup.jump_index, "peak_step": blowup.peak_index})
 
 
 class _Context:
@@ -158,6 +215,10 @@ class _Context:
                 evidence["period_steps"] = float(number) * self.step_span()
             else:
                 evidence[key] = number
+        evidence.update(d.notes)
+        if d.other_bins:
+            evidence["other_plateaus"] = ", ".join(
+                f"{self.binned.first_step[a].item()}-{self.binned.last_step[b].item()}" for a, b in d.other_bins)
         return evidence
 
 
@@ -192,13 +253,16 @@ def _segments_table(findings: list[Finding]) -> Table:
                  caption="Step range of each detected phenomenon.")
 
 
-def _meta(context: _Context, raw: np.ndarray, prefix: int, shape: det.CurveShape | None) -> dict[str, Any]:
+def _meta(context: _Context, raw: np.ndarray, prefix: int, shape: det.CurveShape | None,
+          blowup: Blowup | None) -> dict[str, Any]:
     meta: dict[str, Any] = {"metric": context.name, "mode": context.mode, "points": len(raw),
                             "judged_points": prefix, "bin_size": context.binned.bin_size,
-                            "judged": shape is not None}
+                            "judged": shape is not None, "min_points": MIN_POINTS}
     if shape is not None:
         meta.update(start_level=context.level(shape.start_level), end_level=context.level(shape.end_level),
                     noise_sigma=context.magnitude(shape.sigma))
+    if blowup is not None:  # the level before the jump, not a median that holds the jump
+        meta["start_level"] = blowup.start_level
     return meta
 
 
@@ -206,7 +270,10 @@ def _as_1d(values: Any, what: str) -> np.ndarray:
     if values is None or isinstance(values, (str, bytes, dict)):
         raise InputError(f"{what} must be a 1-D sequence of numbers; got {type(values).__name__}.")
     if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, without importing torch
-        values = values.detach().cpu().numpy()
+        values = values.detach().cpu()
+        if getattr(values, "is_floating_point", lambda: False)() and values.dtype.itemsize < 4:
+            values = values.float()  # numpy has no bfloat16: half-precision losses are widened first
+        values = values.numpy()
     try:
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:
@@ -220,6 +287,14 @@ def _as_1d(values: Any, what: str) -> np.ndarray:
         hint = " Flatten it with np.ravel(...) if it is one curve." if array.size == max(array.shape, default=0) \
             else ""
         raise InputError(f"{what} must be 1-D (one value per step); got shape {tuple(array.shape)}.{hint}")
+    return array
+
+
+def _as_lr(lr: Any, n: int) -> np.ndarray:
+    array = _as_1d(lr, "lr").astype(np.float64)
+    if len(array) != n:
+        raise InputError(f"lr must have one learning rate per value (NaN where unknown); got {len(array)} "
+                         f"for {n} values.")
     return array
 
 

@@ -22,7 +22,6 @@ __all__ = [
     "detect_collapse",
     "detect_diverging",
     "detect_oscillation",
-    "detect_plateau",
     "detect_stuck",
 ]
 
@@ -36,10 +35,6 @@ MIN_RELATIVE_SWING = 0.1
 SHORT_CURVE = 50
 #: Swings must span at least this fraction of the run.
 MIN_OSCILLATION_FRACTION = 0.25
-#: An early flat stretch must cover at least this fraction of the run to be a plateau.
-MIN_PLATEAU_FRACTION = 0.1
-#: A plateau must start within this fraction of the run (after a short initial drop at most).
-MAX_PLATEAU_START = 0.1
 #: A collapsed loss sits this many times below its starting level (two orders of magnitude).
 COLLAPSE_FACTOR = 100.0
 #: A spike in a collapsed loss exceeds its median level by this factor.
@@ -57,6 +52,8 @@ class Detection:
     numbers: dict[str, float | int] = field(default_factory=dict)
     marks: dict[str, int] = field(default_factory=dict)  # evidence key -> bin index (a step)
     raw_marks: dict[str, int] = field(default_factory=dict)  # evidence key -> raw point index (a step)
+    notes: dict[str, float | str] = field(default_factory=dict)  # evidence copied as is (e.g. the lr's role)
+    other_bins: tuple[tuple[int, int], ...] = ()  # further segments of the same kind (first, last bin)
 
 
 @dataclass(frozen=True)
@@ -199,53 +196,6 @@ def detect_stuck(shape: CurveShape) -> Detection | None:
     return Detection("loss.stuck", 0, shape.size - 1,
                      levels={"start_level": shape.start_level, "end_level": shape.end_level,
                              "threshold": threshold, "best_level": float(np.min(shape.trend))})
-
-
-def detect_plateau(shape: CurveShape) -> Detection | None:
-    """A flat stretch at the start (or right after a short initial drop) that ended in a meaningful fall.
-
-    The plateau ends at the last bin still inside its noise band (its level minus
-    three noise sigmas of a narrow running median) before the trend is halfway
-    down: the onset of the fall, not the middle of it. Candidate starts are tried
-    over the first 10% of the run, earliest first.
-    """
-    if shape.fall <= shape.fall_threshold():
-        return None
-    # A narrow running median keeps the corner sharp (a wide one starts falling early).
-    width = odd(shape.size / 200, 5)
-    edge = smooth_median(shape.y, width)
-    band = 3.0 * 1.2533 * shape.sigma / np.sqrt(width) + 1e-12
-    for candidate in range(0, max(1, int(MAX_PLATEAU_START * shape.size)), max(1, shape.size // 100)):
-        found = _plateau_from(shape, edge, band, candidate)
-        if found is not None:
-            return found
-    return None
-
-
-def _plateau_from(shape: CurveShape, edge: np.ndarray, band: float, candidate: int) -> Detection | None:
-    level = float(np.median(shape.y[candidate:candidate + shape.head]))
-    fall = level - shape.end_level
-    if fall <= max(4.0 * shape.sigma_trend, MIN_RELATIVE_FALL * abs(level)):
-        return None
-    halfway = np.flatnonzero(shape.trend[candidate:] < level - max(band, fall / 2))
-    if not len(halfway):
-        return None
-    inside = np.flatnonzero(edge[candidate:candidate + int(halfway[0]) + 1] >= level - band)
-    if not len(inside):
-        return None
-    end = candidate + int(inside[-1])
-    start = int(np.argmax(edge[:end + 1] <= level + band))  # after an initial drop, if any
-    if start > MAX_PLATEAU_START * shape.size or end + 1 - start < max(3, MIN_PLATEAU_FRACTION * shape.size):
-        return None
-    flat = edge[start:end + 1]
-    if np.mean(np.abs(flat - level) <= band) < 0.9:
-        return None  # not flat: the curve wandered out of the band before the fall
-    quarter = max(1, len(flat) // 4)
-    if abs(float(np.median(flat[:quarter]) - np.median(flat[-quarter:]))) > band:
-        return None  # a slow, steady fall through the band, not a flat stretch
-    return Detection("loss.plateau", start, end,
-                     levels={"level_before": level, "level_after": shape.end_level, "band": band},
-                     numbers={"fraction_of_run": (end + 1 - start) / shape.size})
 
 
 def detect_collapse(shape: CurveShape, raw: np.ndarray, first_index: np.ndarray) -> Detection | None:

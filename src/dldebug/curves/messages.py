@@ -10,7 +10,7 @@ import numpy as np
 from dldebug.curves.detectors import Detection
 from dldebug.findings import Finding, Severity
 
-__all__ = ["build_finding", "nonfinite_finding"]
+__all__ = ["build_finding", "nonfinite_finding", "plateau_severity", "too_short_finding"]
 
 _STUCK_FIX = (
     "First check the learning rate (not 0; try values 10x apart) and that the weights train at all "
@@ -21,15 +21,18 @@ _STUCK_FIX = (
 )
 
 
-def nonfinite_finding(raw: np.ndarray, steps: np.ndarray, first: int, name: str, mode: str) -> Finding:
+def nonfinite_finding(raw: np.ndarray, steps: np.ndarray, first: int, name: str, mode: str,
+                      min_points: int = 8) -> Finding:
     """``loss.nonfinite``: the first step with NaN/Inf, and how many points are non-finite."""
     bad = ~np.isfinite(raw)
     value = float(raw[first])
     kind = "NaN" if np.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    judged = (f"only the {first} points before it were judged" if first >= min_points else
+              f"the {first} point(s) before it are too few to judge the curve's shape")
     return Finding(
         "loss.nonfinite", Severity.ERROR,
         f"{name} became {kind} at step {steps[first].item()} ({int(bad.sum())} of {len(raw)} points are "
-        f"non-finite); only the {first} points before it were judged.",
+        f"non-finite); {judged}.",
         {"metric": name, "mode": mode, "first_step": steps[first].item(), "start_step": steps[first].item(),
          "end_step": steps[-1].item(), "first_value": kind, "nonfinite_count": int(bad.sum()),
          "nan_count": int(np.isnan(raw).sum()), "points": len(raw),
@@ -75,19 +78,71 @@ def _stuck(e: dict[str, Any], name: str, mode: str) -> Finding:
     )
 
 
+_PLATEAU_FIX = ("Nothing is broken. To shorten the plateau, start from pretrained low-level features, check the "
+                "initialisation, or use a learning-rate warm-up.")
+
+
+def plateau_severity(e: dict[str, Any]) -> Severity:
+    """Warning when the learning rate was ~0 on the plateau or it took a long share of a long run, else info.
+
+    A run of fewer than 50 points is too short for its shares to mean much (the first steps of a run
+    can sit at chance for half of it): there a plateau is a warning only when the lr was ~0.
+    """
+    from dldebug.curves.plateaus import LONG_PLATEAU_SHARE, LONG_RUN_POINTS
+
+    long = float(e["fraction_of_run"]) >= LONG_PLATEAU_SHARE and int(e.get("run_points", 0)) >= LONG_RUN_POINTS
+    return Severity.WARNING if e.get("lr_cause") == "zero" or long else Severity.INFO
+
+
 def _plateau(e: dict[str, Any], name: str, mode: str) -> Finding:
-    change = "fell" if mode == "min" else "rose"
+    change, changed = ("fell", "fallen") if mode == "min" else ("rose", "risen")
     share = round(100 * float(e["fraction_of_run"]))
-    return Finding(
-        "loss.plateau", Severity.INFO,
-        f"{name} sat on a plateau at {_g(e['level_before'])} from step {e['start_step']} to step "
-        f"{e['end_step']} ({share}% of the run), then {change} to {_g(e['level_after'])}: an early plateau "
-        "that broke, not a bug (lesson 2).",
-        e,
-        fix="Nothing is broken. To shorten the plateau, start from pretrained low-level features, check the "
-            "initialisation, or use a learning-rate warm-up.",
-        lesson=2,
-    )
+    severity = plateau_severity(e)
+    early = bool(e.get("early"))
+    where = (f"sat on a plateau at {_g(e['level_before'])} from step {e['start_step']} to step {e['end_step']} "
+             f"({share}% of the run)")
+    if early:
+        message = f"{name} {where}, then {change} to {_g(e['level_after'])}: an early plateau that broke (lesson 2)"
+    else:
+        message = f"{name} {where} after it had already {changed}, then {change} again to {_g(e['level_after'])}"
+    message += _lr_clause(e) + _plateau_verdict(e, severity, early)
+    others = f" Other flat stretches: steps {e['other_plateaus']}." if e.get("other_plateaus") else ""
+    return Finding("loss.plateau", severity, message + others, e, fix=_plateau_fix(e, severity, early),
+                   lesson=2 if early else None)
+
+
+def _lr_clause(e: dict[str, Any]) -> str:
+    cause = e.get("lr_cause")
+    if cause == "zero":
+        return (f"; the learning rate was ~0 there ({_g(e['lr_during'])}, against {_g(e['lr_max'])} at most), "
+                "which explains the flat stretch")
+    if cause == "warmup":
+        return "; the learning rate was still warming up then"
+    if cause == "raised":
+        return f"; it fell once the learning rate was raised from {_g(e['lr_during'])} to {_g(e['lr_after'])}"
+    return ""
+
+
+def _plateau_verdict(e: dict[str, Any], severity: Severity, early: bool) -> str:
+    if e.get("lr_cause") == "zero":
+        return f": {round(100 * float(e['fraction_of_run']))}% of the run was lost to it."
+    if severity is Severity.WARNING:
+        return ": a long share of the run was lost to it."
+    return ", not a bug." if early else "."
+
+
+def _plateau_fix(e: dict[str, Any], severity: Severity, early: bool) -> str:
+    if e.get("lr_cause") == "zero":
+        return ("Check the learning-rate schedule: a scheduler that restarted or returns to 0, a warm-up or "
+                "cyclic schedule starting again from 0, or a learning rate set to 0 by mistake wasted these steps.")
+    if early and severity is Severity.INFO:
+        return _PLATEAU_FIX
+    if early:
+        return ("The plateau cost a long share of the run (lesson 2): start from pretrained low-level features, "
+                "check the initialisation (too small weights start flat), or warm the learning rate up.")
+    return ("A flat stretch in mid-run is a saddle or a learning rate too low for that phase: try a larger learning "
+            "rate or a schedule with restarts, check the initialisation (deep linear nets sit on saddles), and "
+            "log the learning rate next to the loss to see what changed at the break.")
 
 
 def _oscillating(e: dict[str, Any], name: str, mode: str) -> Finding:
@@ -118,10 +173,45 @@ def _collapsed(e: dict[str, Any], name: str, mode: str) -> Finding:
     )
 
 
+def _blowup(e: dict[str, Any], name: str, mode: str) -> Finding:
+    recovered = bool(e["recovered"])
+    message = (f"{name} blew up at step {e['jump_step']}: from its starting level {_g(e['start_level'])} it jumped "
+               f"to {_g(e['jump_level'])} (x{e['jump_factor']:.3g}) and peaked at {_g(e['peak_level'])} at step "
+               f"{e['peak_step']}")
+    if e.get("swings"):
+        message += f", then oscillated ({e['swings']} swings)"
+    if recovered:
+        message += (f"; it stayed above 3x its start until step {e['end_step']} "
+                    f"({round(100 * float(e['high_share']))}% of the run) before it came back.")
+    else:
+        message += (f", and settled at {_g(e['settled_level'])}, {e['settled_factor']:.3g}x where it began, "
+                    "by the end of the run: it never recovered.")
+    return Finding(
+        "loss.blowup", Severity.WARNING if recovered else Severity.ERROR, message, e,
+        fix="The learning rate is far too high for the first steps (lessons 2 and 11): lower it 10x or more, warm "
+            "it up from a small value (dldebug.lr.warmup), clip gradients (torch.nn.utils.clip_grad_norm_), and if "
+            "the batch size was raised, scale the learning rate with it (dldebug.lr.scale_lr). A run that blew up "
+            "early carries damaged weights even when its loss comes back: restart it rather than continue.",
+        lesson=11,
+    )
+
+
+def too_short_finding(points: int, min_points: int, name: str, mode: str) -> Finding:
+    """``curve.too_short``: the curve has too few finite points to be judged (nothing was judged)."""
+    return Finding(
+        "curve.too_short", Severity.INFO,
+        f"{name} has only {points} point(s): at least {min_points} are needed to judge its shape, so it was not "
+        "judged (no finding does not mean healthy).",
+        {"metric": name, "mode": mode, "points": points, "min_points": min_points},
+        fix="Log the metric more often (every step or every few steps), or judge it again after more steps.",
+    )
+
+
 _BUILDERS: dict[str, Callable[[dict[str, Any], str, str], Finding]] = {
     "loss.diverging": _diverging,
     "loss.stuck": _stuck,
     "loss.plateau": _plateau,
     "loss.oscillating": _oscillating,
     "loss.collapsed": _collapsed,
+    "loss.blowup": _blowup,
 }

@@ -12,24 +12,50 @@ import numpy as np
 
 from dldebug.errors import InputError
 
-__all__ = ["Curve", "CurveBuilder", "CurveLog", "Damage", "LogFormat", "guess_mode", "pick_loss_metric"]
+__all__ = ["NON_METRICS", "Curve", "CurveBuilder", "CurveLog", "Damage", "LogFormat", "Overlap", "guess_mode",
+           "is_non_metric", "pick_loss_metric", "pick_lr_metric"]
 
 LogFormat = Literal["csv", "jsonl", "tensorboard", "lightning", "hf_trainer_state"]
 
 #: Preferred metric names when none is asked for, best first.
 _LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "train_loss_step", "loss_step",
                "train/loss_step", "train_loss_epoch", "loss/train", "losses/train")
+#: Columns and keys that count steps, epochs, rows or time: never metrics (pandas writes its index as ''
+#: or "Unnamed: 0"; TensorBoard's CSV export has "Wall time").
+NON_METRICS = frozenset({"step", "steps", "global_step", "iteration", "iter", "epoch", "epochs", "index", "", "idx",
+                         "wall time", "wall_time", "walltime", "timestamp", "time_stamp"})
+_UNNAMED = re.compile(r"unnamed: ?\d+", re.IGNORECASE)
+_LR_NAME = re.compile(r"(^|[/_.-])(lr|learning_rate|learning-rate|learningrate)([/_.-]|$)", re.IGNORECASE)
 _HIGHER_IS_BETTER = re.compile(r"(acc|accuracy|f1|auc|precision|recall|iou|map|bleu|rouge|psnr|ssim|dice|top[15]"
                                r"|reward|return|score)", re.IGNORECASE)
 
 
+def is_non_metric(name: str) -> bool:
+    """Whether a column/key names a step, epoch, row index or time rather than a metric."""
+    lowered = name.strip().lower()
+    return lowered in NON_METRICS or bool(_UNNAMED.fullmatch(lowered))
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Steps a log holds more than once (a resumed run logs them again); the later values were kept."""
+
+    count: int  # how many steps appeared more than once
+    first_step: float
+    last_step: float
+
+
 @dataclass(frozen=True)
 class Curve:
-    """One metric read from a log: its name, the steps and the values (float64)."""
+    """One metric read from a log: its name, the steps and the values (float64), one value per step.
+
+    ``overlap`` says which steps the log held more than once (the later value, in reading order, won).
+    """
 
     name: str
     steps: np.ndarray
     values: np.ndarray
+    overlap: Overlap | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -76,14 +102,20 @@ class CurveLog:
             InputError: the metric is absent (or no loss-like metric exists); the message lists them all.
         """
         if metric is None:
-            metric = pick_loss_metric(self.metrics)
+            metric = pick_loss_metric(self.metrics) or (self.metrics[0] if len(self.metrics) == 1 else None)
             if metric is None:
                 raise InputError(f"{self.path}: no loss-like metric found; available metrics: "
                                  f"{', '.join(self.metrics)}. Pick one with --metric NAME (metric=...).")
         if metric not in self.curves:
-            raise InputError(f"{self.path}: no metric named {metric!r}; available metrics: "
+            kind = (" it is a step/epoch/index column, not a metric;" if is_non_metric(metric) else "")
+            raise InputError(f"{self.path}: no metric named {metric!r};{kind} available metrics: "
                              f"{', '.join(self.metrics)}.")
         return self.curves[metric]
+
+    def lr_curve(self) -> Curve | None:
+        """The learning-rate curve (``learning_rate``, ``lr``, ``lr-SGD``, ...), if the log has one."""
+        name = pick_lr_metric(self.metrics)
+        return None if name is None else self.curves[name]
 
 
 def pick_loss_metric(names: list[str]) -> str | None:
@@ -103,6 +135,18 @@ def pick_loss_metric(names: list[str]) -> str | None:
     training = [n for n in losses if not re.search(r"(val|valid|eval|test)", n, re.IGNORECASE)]
     candidates = training or losses
     return candidates[0] if candidates else None
+
+
+def pick_lr_metric(names: list[str]) -> str | None:
+    """The learning-rate metric: a name with ``lr`` or ``learning_rate`` as a word, the first of them.
+
+    Example:
+        >>> pick_lr_metric(["loss", "lr-SGD", "epoch"])
+        'lr-SGD'
+        >>> pick_lr_metric(["loss", "clr_weight"]) is None
+        True
+    """
+    return next((n for n in names if _LR_NAME.search(n)), None)
 
 
 def guess_mode(name: str) -> Literal["min", "max"]:
@@ -134,11 +178,20 @@ class CurveBuilder:
         return sum(len(v) for v in self.values.values())
 
     def build(self) -> dict[str, Curve]:
+        """One curve per metric, sorted by step; a step logged more than once keeps its last value."""
         curves = {}
         for metric, values in self.values.items():
             steps = np.asarray(self.steps[metric])
             if steps.dtype.kind == "f" and np.all(steps == np.round(steps)) and np.all(np.abs(steps) < 2**53):
                 steps = steps.astype(np.int64)
-            order = np.argsort(steps, kind="stable")  # resumed runs repeat steps: keep their order
-            curves[metric] = Curve(metric, steps[order], np.asarray(values, dtype=np.float64)[order])
+            array = np.asarray(values, dtype=np.float64)
+            # A resumed run logs its steps again: the later record (reading order) is the one that counts.
+            reversed_unique, index = np.unique(steps[::-1], return_index=True)
+            last = len(steps) - 1 - index
+            overlap = None
+            if len(last) < len(steps):
+                counts = np.bincount(np.searchsorted(reversed_unique, steps), minlength=len(reversed_unique))
+                repeated = reversed_unique[counts > 1]
+                overlap = Overlap(len(repeated), repeated[0].item(), repeated[-1].item())
+            curves[metric] = Curve(metric, reversed_unique, array[last], overlap)
         return curves

@@ -101,7 +101,10 @@ def _tensor_scalar(tensor: Any) -> float | None:
     if dtype is None:
         return None
     if tensor.tensor_content:
-        return float(np.frombuffer(tensor.tensor_content, dtype=dtype)[0])
+        size = np.dtype(dtype).itemsize
+        if len(tensor.tensor_content) < size:  # not even one element: a damaged or foreign record
+            return None
+        return float(np.frombuffer(tensor.tensor_content[:size], dtype=dtype)[0])
     for field in ("float_val", "double_val", "int_val", "int64_val"):
         values = getattr(tensor, field)
         if len(values):

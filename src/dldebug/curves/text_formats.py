@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dldebug.curves.records import CurveBuilder
+from dldebug.curves.records import CurveBuilder, is_non_metric
 
 __all__ = ["STEP_KEYS", "LogDamage", "read_csv", "read_jsonl", "read_trainer_state"]
 
@@ -45,8 +46,13 @@ def _number(value: Any) -> float | None:
     """A JSON/CSV value as a float, None when it is not a number (booleans are not)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):  # JSON integers have no size limit; beyond a float's range they are +-Inf
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
     return None
 
 
@@ -55,11 +61,18 @@ def _step_key(keys: list[str]) -> str | None:
     return next((lowered[k] for k in STEP_KEYS if k in lowered), None)
 
 
+#: TensorBoard's "download CSV" names a file ``run-<run>-tag-<tag>.csv`` (``/`` in the tag becomes ``_``).
+_TENSORBOARD_EXPORT = re.compile(r"run-.*-tag-(?P<tag>.+)\.csv$", re.IGNORECASE)
+
+
 def read_csv(path: Path, builder: CurveBuilder) -> None:
     """Every numeric column of a CSV file with a header; empty cells are missing values.
 
-    Text columns (first value not a number) are skipped; a later non-number in a numeric
-    column, or a row whose field count differs from the header's, is damage.
+    Text columns (first value not a number) are skipped, and so are step, epoch, index and
+    wall-time columns (:func:`~dldebug.curves.records.is_non_metric`). A later non-number in a
+    numeric column, or a row whose field count differs from the header's, is damage. A
+    TensorBoard UI export (``Wall time,Step,Value``) names its one metric after the tag in the
+    file name (``run-..-tag-train_loss.csv`` -> ``train_loss``).
     """
     lines = _text_lines(path)
     first = next(lines, None)
@@ -68,6 +81,9 @@ def read_csv(path: Path, builder: CurveBuilder) -> None:
     header_text = first[1]
     delimiter = "\t" if "\t" in header_text and "," not in header_text else ","
     header = [h.strip() for h in _csv_cells(header_text, delimiter, 1)]
+    if [h.lower() for h in header] == ["wall time", "step", "value"]:
+        export = _TENSORBOARD_EXPORT.search(path.name)
+        header[2] = export.group("tag") if export else header[2]
     step_key = _step_key(header)
     kinds: dict[str, bool] = {}  # column -> numeric?
     for row_index, (number, text) in enumerate(lines):
@@ -80,7 +96,7 @@ def read_csv(path: Path, builder: CurveBuilder) -> None:
         row = dict(zip(header, cells, strict=True))
         step = _csv_step(row, step_key, row_index, number)
         for column, cell in row.items():
-            if column == step_key or not cell.strip():
+            if column == step_key or not cell.strip() or is_non_metric(column):
                 continue
             value = _csv_float(cell)
             if column not in kinds:
@@ -134,7 +150,7 @@ def _add_record(builder: CurveBuilder, record: Mapping[str, Any], index: int, li
         raise LogDamage(line, f"step {flat[step_key or '']!r} is not a finite number")
     for key, value in flat.items():
         number = _number(value)
-        if key != step_key and key not in skip and number is not None:
+        if key != step_key and key not in skip and number is not None and not is_non_metric(key):
             builder.add(key, step, number)
 
 

@@ -58,6 +58,17 @@ class DecimatedHistory:
             self.rows = self.rows[::2]
             self.stride *= 2
 
+    def truncate_from(self, step: int) -> int:
+        """Drop the rows at ``step`` and later (a run resumed from an earlier step logs them again).
+
+        Returns:
+            How many rows were dropped.
+        """
+        keep = next((i for i, s in enumerate(self.steps) if s >= step), len(self.steps))
+        dropped = len(self.steps) - keep
+        del self.steps[keep:], self.rows[keep:]
+        return dropped
+
     def column(self, name: str) -> list[float]:
         """The values of one field, in step order."""
         j = self.fields.index(name)

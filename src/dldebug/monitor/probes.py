@@ -1,36 +1,120 @@
 """Cheap per-module probes: which module's output or gradient went non-finite first.
 
-A forward hook only keeps a reference to each module's latest training-mode
-output (no computation, no host sync). Only when the loss turns non-finite, or
-when per-layer statistics are asked for, are the kept outputs and the current
-gradients reduced with fused norms (``torch._foreach_norm``): a non-finite norm
-means a non-finite element (or, for float32, values beyond ~1e19).
+A forward hook only keeps a reference to each module's latest training-mode output (no computation,
+no host sync). Only when the loss turns non-finite, or when per-layer statistics are asked for, are
+the kept outputs and the current gradients reduced with fused norms (``torch._foreach_norm``): a
+non-finite norm means a non-finite element (or, for float32, values beyond ~1e19).
+
+The hook is process-wide (``register_module_forward_hook``) and acts only for the modules it was
+given, recognised by identity. Nothing is installed on the model itself, so ``torch.save(model)``
+(a whole-module pickle), ``copy.deepcopy``, ``state_dict()``, ``.to()`` and DDP wrapping see the
+model exactly as it would be without the monitor; a deep copy is simply not watched.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 
-__all__ = ["LayerNorms", "ModuleProbe", "first_tensor"]
+from dldebug.model_io import iter_tensors
+
+__all__ = ["LayerNorms", "ModuleProbe", "first_tensor", "watch_forward"]
+
+# torch.compile warns that a process-wide hook also fires for its OptimizedModule wrapper; ours
+# acts only on the modules it watches (by identity), so that extra call is ignored.
+warnings.filterwarnings("ignore", message=r"Using `torch\.compile\(module\)` when there are global hooks",
+                        category=UserWarning)
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
-    """The first floating-point tensor in a module output (a tensor, tuple, list, dict or ModelOutput)."""
-    if isinstance(value, torch.Tensor):
-        return value if value.is_floating_point() else None
-    items: Any = value.values() if isinstance(value, dict) else value
-    if isinstance(items, (list, tuple)) or isinstance(value, dict):
-        for item in items:
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    return None
+    """The first floating-point tensor in a module output (a tensor, tuple, list, dict, dataclass or ModelOutput)."""
+    return next((t for t in iter_tensors(value) if t.is_floating_point()), None)
+
+
+class _Dispatcher:
+    """The one process-wide forward hook: calls back the watchers of a module, found by its identity.
+
+    Registered with torch on the first watch and removed when the last watcher is removed. Its
+    table changes only when a watch starts or is removed (never from a garbage collector
+    callback), so torch.compile, which reads the table while it traces, never sees it change
+    under its feet. A watcher whose owner was garbage collected is skipped, and swept out at the
+    next watch.
+    """
+
+    def __init__(self) -> None:
+        self.table: dict[int, list[tuple[Any, str, int, bool]]] = {}
+        self.handle: Any = None
+
+    def __call__(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        for owner_ref, method, index, with_kwargs in self.table.get(id(module), ()):
+            owner = owner_ref()
+            if owner is not None:
+                rest = (args, kwargs, output) if with_kwargs else (args, output)
+                getattr(owner, method)(index, module, *rest)
+        return None  # a forward hook that returns a value would replace the module's output
+
+    def add(self, owner: Any, method: str, modules: list[nn.Module], with_kwargs: bool) -> _WatchHandle:
+        self._sweep()
+        ref = weakref.ref(owner)
+        for index, module in enumerate(modules):
+            self.table.setdefault(id(module), []).append((ref, method, index, with_kwargs))
+        if self.handle is None:
+            self.handle = register_module_forward_hook(self, with_kwargs=True)
+        return _WatchHandle(self, ref, [id(m) for m in modules])
+
+    def remove(self, ref: Any, keys: list[int]) -> None:
+        for key in keys:
+            kept = [entry for entry in self.table.get(key, ()) if entry[0] is not ref]
+            if kept:
+                self.table[key] = kept
+            else:
+                self.table.pop(key, None)
+        if not self.table and self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+    def _sweep(self) -> None:
+        for key in list(self.table):
+            kept = [entry for entry in self.table[key] if entry[0]() is not None]
+            if kept:
+                self.table[key] = kept
+            else:
+                del self.table[key]
+
+
+class _WatchHandle:
+    """What :func:`watch_forward` returns: ``remove()`` stops that watch (it is idempotent)."""
+
+    def __init__(self, dispatcher: _Dispatcher, ref: Any, keys: list[int]) -> None:
+        self._dispatcher, self._ref, self._keys = dispatcher, ref, keys
+
+    def remove(self) -> None:
+        if self._keys:
+            self._dispatcher.remove(self._ref, self._keys)
+            self._keys = []
+
+
+_DISPATCHER = _Dispatcher()
+
+
+def watch_forward(owner: Any, method: str, modules: list[nn.Module], *, with_kwargs: bool = False) -> _WatchHandle:
+    """Call ``owner.<method>(index, module, args, [kwargs,] output)`` after each forward of ``modules[index]``.
+
+    ``owner`` is held weakly: once it is garbage collected its watch does nothing (and is swept
+    out at the next watch). The modules themselves are not touched.
+
+    Returns:
+        The watch's handle (``.remove()``).
+    """
+    return _DISPATCHER.add(owner, method, modules, with_kwargs)
 
 
 # Parameter-free built-ins whose output is finite whenever their input is.
@@ -66,48 +150,55 @@ def _fused_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 class ModuleProbe:
-    """Forward hooks on a model's leaf modules that keep their latest outputs for inspection.
+    """Keeps the latest training-mode output of a model's leaf modules for inspection.
 
     Args:
-        model: the model to watch; hooks are added to every leaf module and to
-            every module that owns parameters directly, except parameter-free
-            built-ins that cannot turn finite inputs into NaN/Inf (activations,
-            pooling, reshaping, dropout): they only pass a NaN on, and every hook
-            moves a module's call off PyTorch's fast path.
+        model: the model to watch; its leaf modules and every module that owns parameters
+            directly are watched, except parameter-free built-ins that cannot turn finite
+            inputs into NaN/Inf (activations, pooling, reshaping, dropout): they only pass a
+            NaN on.
+        on_error: called with (where, exception) when inspecting an output fails; the
+            forward pass itself is never interrupted (unless ``on_error`` raises).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, on_error: Callable[[str, Exception], None] | None = None) -> None:
         self.names: list[str] = []
         self.types: list[str] = []
         self._params: list[list[nn.Parameter]] = []
-        self._handles: list[Any] = []
+        self._modules: list[nn.Module] = []
         self._outputs: dict[int, torch.Tensor] = {}
         self._order: list[int] = []
+        self._recomputed = False  # some outputs were first seen in a backward pass's recomputation
+        self._on_error = on_error
         for name, module in model.named_modules():
             own = list(module.parameters(recurse=False))
             if not own and (next(module.children(), None) is not None or isinstance(module, _FINITE_PRESERVING)):
                 continue
-            index = len(self.names)
             self.names.append(name or type(module).__name__)
             self.types.append(type(module).__name__)
             self._params.append(own)
-            self._handles.append(module.register_forward_hook(self._make_hook(index)))
+            self._modules.append(module)
+        self.outputs_seen = 0
+        self._handle: _WatchHandle | None = watch_forward(self, "_on_output", self._modules) if self._modules else None
 
-    def _make_hook(self, index: int) -> Any:
-        outputs, order = self._outputs, self._order
-
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            # Evaluation passes (no grad) are not training steps: ignore them.
-            if not torch.is_grad_enabled():
-                return
+    def _on_output(self, index: int, _module: nn.Module, _inputs: Any, output: Any) -> None:
+        # Evaluation passes (no grad) are not training steps: ignore them.
+        if not torch.is_grad_enabled():
+            return
+        try:
             tensor = output if isinstance(output, torch.Tensor) else first_tensor(output)
-            if tensor is None:
+            if tensor is None or not tensor.is_floating_point():
                 return
-            if index not in outputs:
-                order.append(index)
-            outputs[index] = tensor
-
-        return hook
+            if index not in self._outputs:
+                self._order.append(index)
+                if torch._C._current_autograd_node() is not None:  # re-run during backward (checkpointing)
+                    self._recomputed = True
+            self._outputs[index] = tensor
+            self.outputs_seen += 1
+        except Exception as exc:  # an odd output must never break the user's forward pass
+            if self._on_error is None:
+                raise
+            self._on_error("forward hook", exc)
 
     def executed(self) -> Iterator[int]:
         """Indices of the modules run in this step, in execution order."""
@@ -117,12 +208,13 @@ class ModuleProbe:
         """Forget the kept outputs (called once per observed step)."""
         self._outputs.clear()
         self._order.clear()
+        self._recomputed = False
 
     def remove(self) -> None:
-        """Remove every hook."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        """Stop watching (the kept outputs are dropped)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
         self.clear()
 
     def snapshot(self, step: int) -> LayerNorms:
@@ -157,7 +249,10 @@ class ModuleProbe:
 
         Exact element checks (``isfinite``), run only once a problem is known.
         """
-        first_output = next((i for i in self._order if not bool(torch.isfinite(self._outputs[i]).all())), None)
+        # Reentrant gradient checkpointing runs a block's forward without grad and again during backward,
+        # after the layers that follow it: then the modules' definition order stands in for execution order.
+        order = sorted(self._order) if self._recomputed else self._order
+        first_output = next((i for i in order if not bool(torch.isfinite(self._outputs[i]).all())), None)
         executed = list(self._order) or list(range(len(self.names)))
         # Gradients flow backwards: the first module to receive a bad gradient is the last one run.
         first_grad = next((i for i in reversed(executed) if any(
@@ -165,7 +260,7 @@ class ModuleProbe:
         bad_params = [self.names[i] for i in range(len(self.names)) if not self._params_finite(i)]
         return {
             "output_module": None if first_output is None else self.names[first_output],
-            "output_position": -1 if first_output is None else self._order.index(first_output),
+            "output_position": -1 if first_output is None else order.index(first_output),
             "grad_module": None if first_grad is None else self.names[first_grad],
             "nonfinite_params": bad_params,
             "modules_run": len(self._order),

@@ -12,7 +12,7 @@ from dldebug.monitor.signals import judge_overconfidence
 if TYPE_CHECKING:
     from dldebug.monitor.monitor import TrainingMonitor
 
-__all__ = ["build_report", "nonfinite_findings"]
+__all__ = ["build_report", "minimal_report", "nonfinite_findings"]
 
 _FIXES = {
     "output": "This module's forward pass turned finite inputs into NaN/Inf: look for log/sqrt/division of "
@@ -75,6 +75,19 @@ def nonfinite_findings(monitor: TrainingMonitor) -> list[Finding]:
     return findings
 
 
+def _failure(failure: dict[str, Any] | None) -> list[Finding]:
+    if failure is None:
+        return []
+    return [Finding(
+        "monitor.run_failed", Severity.ERROR,
+        f"the run stopped at step {failure['step']} with {failure['error']}: {failure['message']}",
+        {"step": int(failure["step"]), "error": str(failure["error"]), "error_message": str(failure["message"]),
+         "failed_at": float(failure.get("failed_at", 0.0))},
+        fix="Read the traceback of this process (under torch.distributed, of the rank named here: the other "
+            "ranks usually fail afterwards, waiting for it).",
+    )]
+
+
 def _internal_error(errors: dict[str, Any]) -> list[Finding]:
     if not errors.get("count"):
         return []
@@ -85,6 +98,21 @@ def _internal_error(errors: dict[str, Any]) -> list[Finding]:
         {"count": errors["count"], "where": errors["where"], "first_error": errors["first"]},
         fix="Training was not interrupted. Check the values passed to observe(); "
             "TrainingMonitor(strict=True) raises the error where it happens.",
+    )]
+
+
+def _probe_blind(monitor: TrainingMonitor) -> list[Finding]:
+    """``monitor.probe_blind`` (info): the model was given but none of its modules ran under the monitor."""
+    probe = monitor.probe
+    if probe is None or probe.outputs_seen or monitor.steps_observed < 2 or not probe.names:
+        return []
+    return [Finding(
+        "monitor.probe_blind", Severity.INFO,
+        f"none of the model's {len(probe.names)} watched modules produced a training-mode output in "
+        f"{monitor.steps_observed} steps, so a NaN could not be traced to a module",
+        {"modules": len(probe.names), "steps": monitor.steps_observed},
+        fix="Pass the module that actually runs the forward pass (e.g. the model inside a wrapper, before "
+            "torch.jit.script), or leave model= out if only the loss curve matters.",
     )]
 
 
@@ -127,8 +155,11 @@ def _layer_table(monitor: TrainingMonitor) -> Table:
                  caption=f"Per-module L2 norms at step {layers.step} (empty: not run, or no gradient).")
 
 
-def build_report(monitor: TrainingMonitor) -> Report:
-    """The monitor's findings (merged over ranks under torch.distributed), curves and per-layer norms."""
+def build_report(monitor: TrainingMonitor, *, key: str = "dldebug/monitor") -> Report:
+    """The monitor's findings (merged over ranks under torch.distributed), curves and per-layer norms.
+
+    ``key`` names this report in the process group's store (the same on every rank).
+    """
     findings = nonfinite_findings(monitor)
     findings += [f for f in monitor.curve_findings
                  if not (f.check == "loss.nonfinite" and monitor.nonfinite is not None)]
@@ -136,10 +167,30 @@ def build_report(monitor: TrainingMonitor) -> Report:
     findings += [overconfident] if overconfident is not None else []
     findings += [Finding.from_dict(d) for d in monitor.batch_findings]
     findings += _internal_error(monitor.errors)
-    findings, meta = gather_findings(findings)
+    findings += _failure(monitor.failure)
+    findings += _probe_blind(monitor)
+    findings, meta = gather_findings(findings, key=key, timeout=monitor.gather_timeout)
     figures = [_loss_figure(monitor, findings)] if len(monitor.losses) else []
     if len(monitor.logits):
         figures.append(_logit_figure(monitor))
     tables = [_layer_table(monitor)] if monitor.layers is not None else []
     meta.update(steps_observed=monitor.steps_observed, every=monitor.every, loss_stride=monitor.losses.stride)
     return Report(findings, title="Training monitor", figures=figures, tables=tables, meta=meta)
+
+
+def minimal_report(monitor: TrainingMonitor, *, key: str = "dldebug/monitor") -> Report:
+    """The findings that need no further computation, when :func:`build_report` failed (never raises)."""
+    findings: list[Finding] = []
+    for part in (lambda: nonfinite_findings(monitor), lambda: _failure(monitor.failure),
+                 lambda: [Finding.from_dict(d) for d in monitor.batch_findings]):
+        try:
+            findings += part()
+        except Exception:  # what cannot be shown is counted in monitor.internal_error below
+            monitor.errors["count"] += 1
+    findings += _internal_error(monitor.errors)
+    try:
+        findings, meta = gather_findings(findings, key=key, timeout=monitor.gather_timeout)
+    except Exception:
+        meta = {}
+    meta.update(steps_observed=monitor.steps_observed, every=monitor.every, partial_report=True)
+    return Report(findings, title="Training monitor", meta=meta)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from dldebug.findings import Finding, Severity
 
-__all__ = ["LOGIT_FIELDS", "judge_batch_change", "judge_overconfidence", "logit_statistics"]
+__all__ = ["LOGIT_FIELDS", "judge_batch_change", "judge_overconfidence", "logit_statistics", "track_batch"]
 
+BATCH_CONFIRM_STEPS = 3  # a size must persist this long: an epoch's short last batch is not a change
 LOGIT_FIELDS = ("loss", "top_logit", "runner_up", "rest_mean", "gap", "top_prob", "accuracy")
 _MAX_ROWS = 4096
 
@@ -166,3 +168,32 @@ def judge_batch_change(step: int, old_batch: int, new_batch: int, old_lr: float 
             "(dldebug.lr.scale_lr).",
         lesson=11,
     )
+
+
+def track_batch(batch: dict[str, Any], step: int, size: int, lr: float | None, base_batch_size: int | None,
+                base_lr: float | None) -> Finding | None:
+    """Follow the batch size across steps (``batch`` is the running state, updated in place).
+
+    A new size counts once it has held for 3 steps; then, or at the first step when it differs
+    from ``base_batch_size``, :func:`judge_batch_change` decides.
+
+    Returns:
+        The ``lr.batch_changed`` finding of this step, or None.
+    """
+    if not batch:
+        batch.update(size=size, lr=lr, candidate=None)
+        if base_batch_size is not None and size != base_batch_size:
+            return judge_batch_change(step, base_batch_size, size, lr if base_lr is None else base_lr, lr)
+        return None
+    candidate = batch["candidate"]
+    if size == batch["size"]:
+        batch.update(lr=lr, candidate=None)
+    elif candidate is not None and candidate[0] == size:
+        candidate[2] += 1
+        if candidate[2] >= BATCH_CONFIRM_STEPS:
+            finding = judge_batch_change(candidate[1], batch["size"], size, batch["lr"], lr)
+            batch.update(size=size, lr=lr, candidate=None)
+            return finding
+    else:
+        batch["candidate"] = [size, step, 1]
+    return None
