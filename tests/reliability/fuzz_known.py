@@ -8,10 +8,6 @@ Keys are ``Type@file`` (no line number, so edits elsewhere in the file keep the 
 from __future__ import annotations
 
 KNOWN: dict[str, dict[str, str]] = {
-    "read_log.jsonl": {"OverflowError@dldebug/curves/text_formats.py": "C1"},
-    "read_log.trainer_state": {"OverflowError@dldebug/curves/text_formats.py": "C1"},
-    "read_log.tensorboard": {"ValueError@dldebug/curves/tensorboard.py": "C2"},
-    "diagnose_curve": {"TypeError@dldebug/curves/analysis.py": "C3"},
     "check_label_alignment": {"TypeError@dldebug/labels/alignment.py": "C4",
                               "TypeError@dldebug/labels/inputs.py": "C5",
                               "MemoryError@dldebug/labels/stats.py": "C12",

@@ -233,9 +233,11 @@ def _check_log(case: FileCase, workdir: Path, partial: bool, format: str = "auto
 def _assert_values(curves: Any, expected: Expected) -> None:
     for name, points in expected.items():
         assert name in curves, f"metric {name!r} missing; read {list(curves)}"
-        order = sorted(range(len(points)), key=lambda i: points[i][0])  # the readers sort stably by step
-        steps = np.array([points[i][0] for i in order])
-        values = np.array([points[i][1] for i in order])
+        last: dict[Any, Any] = {}
+        for step, value in points:  # a repeated step (a resumed log): the later value wins
+            last[step] = value
+        steps = np.array(sorted(last))
+        values = np.array([last[s] for s in sorted(last)])
         np.testing.assert_array_equal(curves[name].steps, steps, err_msg=name)
         np.testing.assert_array_equal(curves[name].values, values, err_msg=name)
 

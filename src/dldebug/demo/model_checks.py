@@ -112,8 +112,9 @@ def _overfit_section(ctx: DemoContext) -> tuple[Figure, dict[str, OverfitResult]
     batch = (ctx.data.x_train[:32], ctx.data.y_train[:32])
     torch.manual_seed(ctx.seed)
     healthy, softmaxed = DigitsCNN(), nn.Sequential(DigitsCNN(), nn.Softmax(dim=1))
-    steps = 60 if ctx.quick else 120
-    results = {name: can_overfit(model, batch, nn.CrossEntropyLoss(), steps=steps, lr=3e-3)
+    # No step count: the test runs until the loss is near zero or clearly stalls (capped), so the healthy
+    # model passes early and the softmax one is called stalled, not "unfinished".
+    results = {name: can_overfit(model, batch, nn.CrossEntropyLoss(), lr=3e-3)
                for name, model in (("DigitsCNN", healthy), ("softmax before CrossEntropyLoss", softmaxed))}
     figure = Figure("model_checks.overfit", title="Over-fitting one batch of 32 digits",
                     series=tuple(Series(name, range(len(r.history)), r.history) for name, r in results.items()),

@@ -37,15 +37,14 @@ def _step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: n
 
 def scenario(ctx: DemoContext) -> Report:
     batch = (ctx.data.x_train[:64], ctx.data.y_train[:64])
-    steps = 30 if ctx.quick else 60
     torch.manual_seed(ctx.seed)
     good = DigitsCNN()
     healthy = preflight(good, batch, nn.CrossEntropyLoss(), torch.optim.SGD(good.parameters(), lr=0.05, momentum=0.9),
-                        train_step=_step, overfit_steps=steps)
+                        train_step=_step)
     bad = _SoftmaxDigits()
     bad.eval()  # planted: left in eval mode
     buggy = preflight(bad, batch, nn.CrossEntropyLoss(), torch.optim.SGD(bad.parameters(), lr=0.05),
-                      train_step=_step_without_zero_grad, overfit_steps=steps)
+                      train_step=_step_without_zero_grad)
     healthy.title = "Correct set-up: no findings"
     buggy.title = "Planted bugs: softmax before CrossEntropyLoss, eval mode, no zero_grad"
     return Report(title="Pre-flight doctor", sections=(healthy, buggy))

@@ -61,7 +61,7 @@ class SignalRun:
 
 RUNS: tuple[SignalRun, ...] = (
     SignalRun("healthy", "Healthy: Adam, lr 1e-3", _plain, (), {"epochs": 6}),
-    SignalRun("lr_too_high", "Learning rate far too high: SGD, lr 5", _plain, ("loss.nonfinite", "loss.diverging"),
+    SignalRun("lr_too_high", "Learning rate far too high: SGD, lr 5", _plain, ("loss.nonfinite", "loss.blowup"),
               {"epochs": 2, "lr": 5.0, "optimizer": "sgd"}),
     SignalRun("lr_zero", "Learning rate 0", _plain, ("loss.stuck",), {"epochs": 3, "lr": 0.0}),
     SignalRun("frozen", "Frozen weights (only the output bias trains)", _frozen, ("loss.stuck",), {"epochs": 3}),
