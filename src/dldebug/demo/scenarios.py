@@ -42,9 +42,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("keras_port", "dldebug.demo.keras_port:scenario", (10,), extra="keras"),
     Scenario("lr_scaling", "dldebug.demo.lr_scaling:scenario", (11,)),
     Scenario("preflight", "dldebug.demo.preflight:scenario", (3, 11)),
-    # The Hugging Face scenario (a tiny model from dldebug.demo.tiny_hf, built from its config, nothing
-    # downloaded) goes here once the real-model work lands, e.g.:
-    # Scenario("hugging_face", "dldebug.demo.hugging_face:scenario", (...), extra="transformers"),
+    # Tiny BERT and GPT-2 from their configs (nothing downloaded): the same tools, no wrapper.
+    Scenario("hugging_face", "dldebug.demo.hugging_face:scenario", (2, 3, 4, 7, 9, 11), extra="transformers"),
 )
 
 
