@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from dldebug.arguments import received
 from dldebug.errors import DldebugError, InputError
 from dldebug.model_io import Batch, describe, parameters_device
 
@@ -31,6 +33,9 @@ def _batches(calib_data: CalibData) -> list[Batch]:
     tokenizer's ``BatchEncoding``). Otherwise an iterable of batches, each a tensor, an
     ``(inputs, labels)`` pair (the labels are not fed) or a mapping (fed as keyword arguments).
     """
+    if isinstance(calib_data, np.ndarray):
+        raise InputError(f"calib_data must be torch tensors; got {received(calib_data)}. Convert it with "
+                         "torch.from_numpy(array).float() (the dtype the model takes).")
     if isinstance(calib_data, torch.Tensor):
         return [Batch(calib_data)]
     if isinstance(calib_data, tuple) and calib_data and all(isinstance(t, torch.Tensor) for t in calib_data):
@@ -67,10 +72,36 @@ def _run(model: nn.Module, batches: list[Batch]) -> None:
                              "with: a tensor, a tuple of positional inputs, or a dict of keyword inputs.") from None
 
 
-def _rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(module, nn.Conv2d):  # every pixel is one input vector of the 1x1 conv
-        return x.detach().movedim(1, -1).reshape(-1, x.shape[1])
-    return x.detach().reshape(-1, x.shape[-1])
+def _rows(name: str, module: nn.Module, x: Any) -> torch.Tensor:
+    """The layer input as (rows, in_features); a shape the layer cannot take is one InputError."""
+    conv = isinstance(module, nn.Conv2d)
+    usable = isinstance(x, torch.Tensor) and (x.ndim in (3, 4) if conv else x.ndim >= 1)
+    channel = (0 if x.ndim == 3 else 1) if conv and usable else -1  # a conv's input may be unbatched (C, H, W)
+    if not usable or x.shape[channel] == 0:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else received(x)
+        expected = "(N, channels, H, W)" if conv else "(N, features...) with at least one feature"
+        raise InputError(f"calib_data must be a batch of inputs; layer {name!r} expects {expected} but received "
+                         f"{got}. Give calib_data in the form the model is called with, e.g. a tensor of shape "
+                         "(batch, in_features).")
+    return x.detach().movedim(channel, -1).reshape(-1, x.shape[channel])
+
+
+def _checked_rows(name: str, parts: list[torch.Tensor]) -> torch.Tensor:
+    """All rows a layer received; none, or NaN/inf among them, is one InputError."""
+    if not parts:
+        raise InputError(f"layer {name!r} was never called on calib_data, so its output error cannot be "
+                         "measured. Check that the calibration batches run through it, or leave it out "
+                         "with layers=[...].")
+    rows = torch.cat(parts)
+    if rows.shape[0] == 0:
+        raise InputError(f"calib_data gave layer {name!r} no input rows (every batch is empty); give at least "
+                         "one sample.")
+    bad = int((~torch.isfinite(rows)).sum())
+    if bad:
+        raise InputError(f"layer {name!r} received {bad:,} NaN/inf input value(s) on calib_data; output errors "
+                         "cannot be measured on them. Remove NaN/inf from calib_data (or fix the layers before "
+                         f"{name!r}, which produce them).")
+    return rows
 
 
 def collect_layer_inputs(model: nn.Module, modules: Mapping[str, nn.Module], calib_data: CalibData,
@@ -92,15 +123,17 @@ def collect_layer_inputs(model: nn.Module, modules: Mapping[str, nn.Module], cal
         name -> float32 tensor of shape ``(rows, in_features)``.
 
     Raises:
-        InputError: unusable calibration data, a batch the model fails on, or a layer the data never reached.
+        InputError: unusable calibration data (a numpy array, a 0-d tensor, no feature, no rows, NaN/inf
+            inputs), a batch the model fails on, or a layer the data never reached.
     """
     batches = _batches(calib_data)
     captured: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     handles = []
     for name, module in modules.items():
-        def hook(mod: nn.Module, args: tuple[Any, ...], _name: str = name) -> None:
-            captured[_name].append(_rows(mod, args[0]).float().cpu())
-        handles.append(module.register_forward_pre_hook(hook))
+        def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], _name: str = name) -> None:
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            captured[_name].append(_rows(_name, mod, x).float().cpu())
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     was_training = model.training
     model.eval()
     try:
@@ -113,11 +146,7 @@ def collect_layer_inputs(model: nn.Module, modules: Mapping[str, nn.Module], cal
     generator = torch.Generator().manual_seed(seed)
     out = {}
     for name, parts in captured.items():
-        if not parts:
-            raise InputError(f"layer {name!r} was never called on calib_data, so its output error cannot be "
-                             "measured. Check that the calibration batches run through it, or leave it out "
-                             "with layers=[...].")
-        rows = torch.cat(parts)
+        rows = _checked_rows(name, parts)
         limit = max(256, min(MAX_ROWS, MAX_ELEMENTS // rows.shape[1]))
         if rows.shape[0] > limit:
             rows = rows[torch.randperm(rows.shape[0], generator=generator)[:limit]]

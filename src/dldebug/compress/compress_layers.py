@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from numbers import Real
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
+from dldebug.arguments import flag, integer, real, received
 from dldebug.compress.calibration import CalibData, collect_layer_inputs
-from dldebug.compress.lowrank import factorized_module, layer_shape, max_useful_rank
+from dldebug.compress.lowrank import check_finite_weights, factorized_module, layer_shape, max_useful_rank
 from dldebug.compress.ranks import (
     KEEP_DENSE,
     ranks_by_energy,
@@ -21,10 +25,11 @@ from dldebug.compress.ranks import (
 from dldebug.compress.result import CompressionResult, build_result, count_params
 from dldebug.compress.selection import find_layers, select_layers
 from dldebug.compress.spectrum import LayerSpectrum, analyse_layer
-from dldebug.compress.svd import SvdMethod
-from dldebug.errors import ConfigError
+from dldebug.compress.svd import SvdMethod, check_method
+from dldebug.errors import ConfigError, InputError
 
-__all__ = ["apply_ranks", "compress_linear_layers", "find_layers", "plan_layers", "replace_layer", "select_layers"]
+__all__ = ["apply_ranks", "check_options", "compress_linear_layers", "find_layers", "plan_layers", "replace_layer",
+           "score", "select_layers"]
 
 Mode = Literal["rank", "energy", "max_error", "param_ratio"]
 _MODES: tuple[Mode, ...] = ("rank", "energy", "max_error", "param_ratio")
@@ -39,20 +44,57 @@ def _check_mode(rank: int | None, energy: float | None, max_error: float | None,
         raise ConfigError(f"Give exactly one of rank, energy, max_error, param_ratio to choose the ranks; "
                           f"got {got}. Example: compress_linear_layers(model, energy=0.95).")
     mode, value = next(iter(given.items()))
-    if mode == "rank" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigError(f"rank must be a positive int; got {value!r}.")
-    if mode == "energy" and not 0.0 < float(value) <= 1.0:
-        raise ConfigError(f"energy is the fraction of spectral energy to keep, in (0, 1]; got {value!r}.")
-    if mode == "max_error" and not float(value) > 0.0:
-        raise ConfigError(f"max_error is a relative output error budget per layer, > 0 (e.g. 0.05); "
-                          f"got {value!r}.")
-    if mode == "param_ratio" and not 0.0 < float(value) < 1.0:
-        raise ConfigError(f"param_ratio is the fraction of the layers' parameters to keep, in (0, 1); "
-                          f"got {value!r}.")
+    if mode == "rank":
+        return mode, float(integer(value, "rank must be a positive int", error=ConfigError))
+    requirement, high, high_closed = {
+        "energy": ("energy is the fraction of spectral energy to keep, in (0, 1]", 1.0, True),
+        "max_error": ("max_error is a relative output error budget per layer, a finite number > 0 (e.g. 0.05)",
+                      math.inf, False),
+        "param_ratio": ("param_ratio is the fraction of the layers' parameters to keep, in (0, 1)", 1.0, False),
+    }[mode]
+    number = real(value, requirement, low=0.0, high=high, high_closed=high_closed, error=ConfigError)
     if mode == "max_error" and not has_calib:
         raise ConfigError("max_error is measured on the layers' outputs, so it needs calib_data (a batch of "
                           "typical inputs). Pass calib_data=..., or choose the ranks with energy=... instead.")
-    return mode, float(value)
+    return mode, number
+
+
+def check_options(model: object, *, calib_data: object, data_aware: object, method: object, eval_fn: object,
+                  max_accuracy_drop: object, eval_required: bool = False) -> tuple[bool, float]:
+    """Validate the options shared by the compression entry points.
+
+    Returns:
+        (whether to factorise data-aware, max_accuracy_drop as a float).
+
+    Raises:
+        InputError: ``model`` is not an ``nn.Module``, ``eval_fn`` is not callable.
+        ConfigError: ``data_aware`` is not a bool (or None), or True without calib_data; an unknown
+            ``method``; ``max_accuracy_drop`` not a finite number >= 0.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch nn.Module; got {received(model)}.")
+    if (eval_fn is None and eval_required) or (eval_fn is not None and not callable(eval_fn)):
+        raise InputError(f"eval_fn must be a function model -> accuracy (higher is better); got "
+                         f"{received(eval_fn)}.")
+    aware = flag(data_aware, "data_aware", allow_none=True, error=ConfigError)
+    if aware and calib_data is None:
+        raise ConfigError("data_aware=True minimises the output error on calibration inputs; pass "
+                          "calib_data=... (a batch of typical inputs) or set data_aware=False.")
+    check_method(method)
+    drop = real(max_accuracy_drop, "max_accuracy_drop must be a finite number >= 0 (0.01 = 1 point)", low=0.0,
+                low_closed=True, error=ConfigError)
+    return (calib_data is not None if aware is None else aware), drop
+
+
+def score(eval_fn: Callable[[nn.Module], Any], model: nn.Module) -> float:
+    """``eval_fn(model)`` as a float; a result that is not one finite number is one InputError."""
+    value = eval_fn(model)
+    if isinstance(value, (torch.Tensor, np.ndarray)) and math.prod(value.shape) == 1:
+        value = value.reshape(()).tolist()
+    if isinstance(value, Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value)):
+        return float(value)
+    raise InputError(f"eval_fn must return one finite number (an accuracy, higher is better); it returned "
+                     f"{received(value)}.")
 
 
 def plan_layers(model: nn.Module, layers: dict[str, nn.Module], *, calib_data: CalibData | None,
@@ -65,6 +107,7 @@ def plan_layers(model: nn.Module, layers: dict[str, nn.Module], *, calib_data: C
     inputs = collect_layer_inputs(model, layers, calib_data) if calib_data is not None and layers else {}
     spectra = []
     for name, module in layers.items():
+        check_finite_weights(name, module)
         m, n = layer_shape(module)
         limit = max_useful_rank(m, n)
         k = limit if rank is None else min(rank, limit)
@@ -157,8 +200,11 @@ def compress_linear_layers(
         A :class:`CompressionResult` (``.model``, ``.table``, ``.report``, totals).
 
     Raises:
-        ConfigError: not exactly one rule, a value out of range, or ``max_error`` without calib_data.
-        LayerNotFoundError, InputError: bad ``layers`` or ``calib_data``.
+        ConfigError: not exactly one rule, a value of the wrong type or out of range (bools are not
+            numbers, NaN/inf never pass), ``max_error`` without calib_data, a flag that is not a bool,
+            an unknown ``method``.
+        LayerNotFoundError, InputError: bad ``layers``, ``calib_data``, ``model`` or ``eval_fn`` (not
+            callable, or returning something other than a finite number), or NaN/inf weights.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
@@ -169,20 +215,18 @@ def compress_linear_layers(
         True
     """
     mode, value = _check_mode(rank, energy, max_error, param_ratio, calib_data is not None)
-    if data_aware and calib_data is None:
-        raise ConfigError("data_aware=True minimises the output error on calibration inputs; pass "
-                          "calib_data=... (a batch of typical inputs) or set data_aware=False.")
-    use_data = calib_data is not None if data_aware is None else data_aware
-    accuracy_before = eval_fn(model) if eval_fn is not None else None
-    target = model if inplace else copy.deepcopy(model)
+    use_data, max_drop = check_options(model, calib_data=calib_data, data_aware=data_aware, method=method,
+                                       eval_fn=eval_fn, max_accuracy_drop=max_accuracy_drop)
+    accuracy_before = score(eval_fn, model) if eval_fn is not None else None
+    target = model if flag(inplace, "inplace", error=ConfigError) else copy.deepcopy(model)
     chosen, skipped = select_layers(target, layers)
     spectra = plan_layers(target, chosen, calib_data=calib_data, data_aware=use_data, method=method,
                           rank=int(value) if mode == "rank" else None)
     ranks, budget_met = _choose_ranks(spectra, mode, value)
     model_params_before = count_params(model)
     compressed = apply_ranks(target, spectra, ranks)
-    accuracy_after = eval_fn(compressed) if eval_fn is not None else None
+    accuracy_after = score(eval_fn, compressed) if eval_fn is not None else None
     with torch.no_grad():
         return build_result(compressed, layers=chosen, skipped=skipped, spectra=spectra, ranks=ranks, mode=mode,
                             value=value, budget_met=budget_met, model_params_before=model_params_before,
-                            accuracy=(accuracy_before, accuracy_after), max_accuracy_drop=max_accuracy_drop)
+                            accuracy=(accuracy_before, accuracy_after), max_accuracy_drop=max_drop)

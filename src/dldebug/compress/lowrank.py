@@ -11,16 +11,19 @@ is read through its transposed view and becomes two ``nn.Linear`` layers.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
+import numpy as np
 import torch
 from torch import nn
 
+from dldebug.arguments import received
 from dldebug.compress.svd import truncated_svd
 from dldebug.errors import InputError
 from dldebug.weights import is_hf_conv1d, linear_weight
 
-__all__ = ["break_even_rank", "factorized_module", "is_factorizable", "layer_bias", "layer_matrix", "layer_shape",
-           "layer_weight", "lowrank_linear", "max_useful_rank"]
+__all__ = ["break_even_rank", "check_finite_weights", "factorized_module", "is_factorizable", "layer_bias",
+           "layer_matrix", "layer_shape", "layer_weight", "lowrank_linear", "max_useful_rank"]
 
 
 def is_factorizable(module: nn.Module) -> bool:
@@ -56,6 +59,20 @@ def layer_matrix(module: nn.Module) -> torch.Tensor:
         return linear_weight(module).detach()
     weight = layer_weight(module).detach()
     return weight.reshape(weight.shape[0], -1)
+
+
+def check_finite_weights(name: str, module: nn.Module) -> None:
+    """Refuse a layer whose weight holds NaN or inf: no SVD can factorise it.
+
+    Raises:
+        InputError: naming the layer and how many weights are not finite.
+    """
+    matrix = layer_matrix(module)
+    bad = int((~torch.isfinite(matrix)).sum())
+    if bad:
+        raise InputError(f"layer {name!r} has {bad:,} non-finite weight(s) (NaN or inf) of {matrix.numel():,}; "
+                         "the SVD cannot factorise it. Fix the weights first (dldebug.preflight finds where a "
+                         "training run first produces NaN), or leave the layer out with layers=[...].")
 
 
 def break_even_rank(m: int, n: int) -> float:
@@ -135,7 +152,7 @@ def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
         ``nn.Sequential(Linear(n, t, bias=False), Linear(t, m))`` (two 1x1 convs for a conv).
 
     Raises:
-        InputError: an unsupported layer or a rank out of range.
+        InputError: an unsupported layer, a rank out of range, or NaN/inf weights.
 
     Example:
         >>> fc = nn.Linear(8, 4)
@@ -150,9 +167,10 @@ def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
                          "single matrix.")
     matrix = layer_matrix(linear)
     m, n = matrix.shape
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(m, n):
-        raise InputError(f"rank must be an int in 1..{min(m, n)} for a {m} x {n} layer; got {rank!r}.")
-    svd = truncated_svd(matrix, rank, method="exact")
+    if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, Integral) or not 1 <= rank <= min(m, n):
+        raise InputError(f"rank must be an int in 1..{min(m, n)} for a {m} x {n} layer; got {received(rank)}.")
+    check_finite_weights(type(linear).__name__, linear)
+    svd = truncated_svd(matrix, int(rank), method="exact")
     return factorized_module(linear, svd.Vh, svd.U * svd.S)
 
 

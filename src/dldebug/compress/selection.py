@@ -22,11 +22,12 @@ from typing import Literal
 
 from torch import nn
 
+from dldebug.arguments import name_list
 from dldebug.compress.lowrank import is_factorizable
 from dldebug.errors import InputError, LayerNotFoundError
 from dldebug.weights import is_linear_like, parameter_owners
 
-__all__ = ["SkippedLayer", "find_layers", "select_layers", "tied_parameters"]
+__all__ = ["SkippedLayer", "find_layers", "layer_names", "select_layers", "tied_parameters"]
 
 SkipReason = Literal["tied_weights", "unsupported"]
 
@@ -91,10 +92,28 @@ def _screen(model: nn.Module, name: str, module: nn.Module) -> SkippedLayer | No
     return None
 
 
-def _named(model: nn.Module, layers: Sequence[str]) -> list[tuple[str, nn.Module]]:
+def layer_names(layers: object) -> tuple[str, ...]:
+    """``layers`` as a non-empty tuple of names (one str is one name).
+
+    Raises:
+        InputError: not a name or a list of names (``layers=3``, ``[0]``), or an empty list.
+
+    Example:
+        >>> layer_names("fc"), layer_names(["0", "2"])
+        (('fc',), ('0', '2'))
+    """
+    names = (layers,) if isinstance(layers, str) else name_list(layers, "layers", what="layer names",
+                                                               integers=False)
+    if not names:
+        raise InputError("layers is empty, so there is nothing to compress; give layer names (model."
+                         "named_modules() lists them) or layers=None for every linear layer.")
+    return names
+
+
+def _named(model: nn.Module, layers: object) -> list[tuple[str, nn.Module]]:
     all_names = dict(model.named_modules(remove_duplicate=False))
     out: list[tuple[str, nn.Module]] = []
-    for name in [layers] if isinstance(layers, str) else layers:
+    for name in layer_names(layers):
         if name not in all_names:
             close = difflib.get_close_matches(name, list(all_names), n=5)
             raise LayerNotFoundError(f"No layer named {name!r} in {type(model).__name__}; close matches: "
@@ -123,7 +142,8 @@ def select_layers(model: nn.Module, layers: Sequence[str] | None = None
 
     Raises:
         LayerNotFoundError: a name that is not in the model (the message lists close matches).
-        InputError: a named layer that cannot be factorised, or a model without any linear layer.
+        InputError: ``layers`` that is not a name or a non-empty list of names, a named layer that
+            cannot be factorised, or a model without any linear layer.
     """
     if layers is None:
         candidates = [(name, module) for name, module in model.named_modules() if _candidate(module)]

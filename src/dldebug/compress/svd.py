@@ -29,9 +29,10 @@ from typing import Literal
 
 import torch
 
-from dldebug.errors import ConfigError
+from dldebug.arguments import integer, received
+from dldebug.errors import ConfigError, InputError
 
-__all__ = ["SvdMethod", "TruncatedSvd", "choose_svd_method", "svd_residual", "truncated_svd"]
+__all__ = ["SvdMethod", "TruncatedSvd", "check_method", "choose_svd_method", "svd_residual", "truncated_svd"]
 
 SvdMethod = Literal["auto", "exact", "gram", "randomized"]
 _METHODS = ("auto", "exact", "gram", "randomized")
@@ -56,6 +57,16 @@ class TruncatedSvd:
     S: torch.Tensor
     Vh: torch.Tensor
     method: str
+
+
+def check_method(method: object) -> None:
+    """Refuse an unknown SVD method, listing the allowed ones.
+
+    Raises:
+        ConfigError: ``method`` is not one of :data:`SvdMethod`.
+    """
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ConfigError(f"Unknown SVD method {method!r}; choose one of {list(_METHODS)}.")
 
 
 def choose_svd_method(m: int, n: int) -> Literal["exact", "gram"]:
@@ -83,20 +94,24 @@ def truncated_svd(matrix: torch.Tensor, k: int | None = None, *, method: SvdMeth
         A :class:`TruncatedSvd`.
 
     Raises:
-        ConfigError: an unknown method or a ``k`` outside ``1..min(m, n)``.
+        ConfigError: an unknown method or a ``k`` that is not an int in ``1..min(m, n)``.
+        InputError: ``matrix`` is not a 2-D float tensor.
 
     Example:
         >>> a = torch.diag(torch.tensor([3.0, 2.0, 1.0]))
         >>> truncated_svd(a, 2).S.tolist()
         [3.0, 2.0]
     """
-    if method not in _METHODS:
-        raise ConfigError(f"Unknown SVD method {method!r}; choose one of {list(_METHODS)}.")
+    check_method(method)
+    if not isinstance(matrix, torch.Tensor) or matrix.ndim != 2 or not matrix.is_floating_point():
+        raise InputError(f"matrix must be a 2-D float tensor; got {received(matrix)}"
+                         + (f" of {matrix.dtype}." if isinstance(matrix, torch.Tensor) else "."))
     m, n = matrix.shape
     full = min(m, n)
-    k = full if k is None else int(k)
+    requirement = f"k must be in 1..{full} for a {m} x {n} matrix"
+    k = full if k is None else integer(k, requirement, error=ConfigError)
     if not 1 <= k <= full:
-        raise ConfigError(f"k must be in 1..{full} for a {m} x {n} matrix; got {k}.")
+        raise ConfigError(f"{requirement}; got {k}.")
     chosen = choose_svd_method(m, n) if method == "auto" else method
     if chosen == "exact":
         work = matrix.double() if m * n <= 1 << 22 else matrix

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
+from dldebug.arguments import real, received
 from dldebug.compress.calibration import CalibData
-from dldebug.compress.compress_layers import apply_ranks, plan_layers
+from dldebug.compress.compress_layers import apply_ranks, check_options, plan_layers, score
 from dldebug.compress.ranks import ranks_by_param_ratio
 from dldebug.compress.result import count_params, skip_finding
 from dldebug.compress.selection import SkippedLayer, select_layers
 from dldebug.compress.spectrum import LayerSpectrum
 from dldebug.compress.svd import SvdMethod
-from dldebug.errors import ConfigError
+from dldebug.errors import ConfigError, InputError
 from dldebug.findings import Figure, Finding, Report, Series, Severity, Table
 
 __all__ = ["SizeAccuracyCurve", "SizePoint", "accuracy_vs_size"]
@@ -123,25 +126,44 @@ def accuracy_vs_size(
         A :class:`SizeAccuracyCurve` with ``.table``, ``.figure`` and ``.report``.
 
     Raises:
-        ConfigError: an empty list or a ratio outside (0, 1).
+        ConfigError: ``param_ratios`` not a non-empty list of numbers in (0, 1); a bad ``data_aware``,
+            ``method`` or ``max_accuracy_drop`` (as in :func:`compress_linear_layers`).
+        InputError: ``eval_fn`` not callable or not returning one finite number; bad ``layers``,
+            ``calib_data`` or ``model``.
     """
-    ratios = sorted({float(r) for r in param_ratios}, reverse=True)
-    if not ratios or not all(0.0 < r < 1.0 for r in ratios):
-        raise ConfigError(f"param_ratios must be a non-empty list of values in (0, 1); got {list(param_ratios)}.")
-    if data_aware and calib_data is None:
-        raise ConfigError("data_aware=True needs calib_data=... (a batch of typical inputs).")
+    ratios = _ratios(param_ratios)
+    use_data, max_drop = check_options(model, calib_data=calib_data, data_aware=data_aware, method=method,
+                                       eval_fn=eval_fn, max_accuracy_drop=max_accuracy_drop, eval_required=True)
     work = copy.deepcopy(model)
     chosen, skipped = select_layers(work, layers)
-    use_data = calib_data is not None if data_aware is None else data_aware
     spectra = plan_layers(work, chosen, calib_data=calib_data, data_aware=use_data, method=method)
-    original = SizePoint(1.0, count_params(model), float(eval_fn(model)), {})
+    original = SizePoint(1.0, count_params(model), score(eval_fn, model), {})
     points = []
     for ratio in ratios:
         ranks, _ = ranks_by_param_ratio(spectra, ratio)
         clone, cloned_spectra = _clone(work, spectra)
         compressed = apply_ranks(clone, cloned_spectra, ranks)
-        points.append(SizePoint(ratio, count_params(compressed), float(eval_fn(compressed)), ranks))
-    return SizeAccuracyCurve(original, tuple(points), max_accuracy_drop, tuple(skipped))
+        points.append(SizePoint(ratio, count_params(compressed), score(eval_fn, compressed), ranks))
+    return SizeAccuracyCurve(original, tuple(points), max_drop, tuple(skipped))
+
+
+def _ratios(param_ratios: object) -> list[float]:
+    """The budgets, largest first; anything but a non-empty list of numbers in (0, 1) is one ConfigError."""
+    requirement = "param_ratios must be a non-empty list of values in (0, 1)"
+    if isinstance(param_ratios, (np.ndarray, torch.Tensor)) and param_ratios.ndim == 1:
+        param_ratios = param_ratios.tolist()
+    if isinstance(param_ratios, (str, bytes, np.ndarray, torch.Tensor)) or not isinstance(param_ratios, Iterable):
+        raise ConfigError(f"{requirement}; got {received(param_ratios)}.")
+    values = list(param_ratios)
+    if not values:
+        raise ConfigError(f"{requirement}; got [].")
+    for index, value in enumerate(values):
+        try:
+            real(value, "", low=0.0, high=1.0)
+        except InputError:
+            raise ConfigError(f"{requirement}; got {received(values)}, whose entry {index} is "
+                              f"{received(value)}.") from None
+    return sorted({float(r) for r in values}, reverse=True)
 
 
 def _clone(work: nn.Module, spectra: list[LayerSpectrum]) -> tuple[nn.Module, list[LayerSpectrum]]:

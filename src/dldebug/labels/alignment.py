@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from dldebug.errors import InputError
+from dldebug.arguments import integer, real
 from dldebug.findings import Finding, Report, Severity, plain
-from dldebug.labels.inputs import as_labels, as_predicted_indices, resolve_sizes
+from dldebug.labels.inputs import as_class_names, as_labels, as_predicted_indices, resolve_sizes
 from dldebug.labels.names import compare_class_names, name_findings
 from dldebug.labels.stats import HeldOut, best_mapping, confusion_matrix, cross_fit, mutual_dominance
 from dldebug.labels.verdict import Evidence, alignment_report
@@ -127,8 +127,11 @@ def check_label_alignment(
         A :class:`LabelAlignment`; ``result.report`` holds the findings.
 
     Raises:
-        InputError: mismatched lengths, empty input, NaN predictions, labels out of range,
-            or class-name lists whose length disagrees with the data.
+        InputError: mismatched lengths, empty input, NaN predictions, labels out of range, class-name
+            lists that are not lists of names or whose length disagrees with the data, an ``alpha``,
+            ``seed`` or ``num_classes`` of the wrong type or range, or sizes far beyond what the data
+            show (``num_classes`` more than 10x the classes the data reach, or a confusion matrix
+            above 50,000,000 cells, about 7,000 x 7,000 classes).
 
     Example:
         >>> import numpy as np
@@ -140,8 +143,10 @@ def check_label_alignment(
         >>> [f.check for f in result.report]
         ['labels.partial']
     """
-    if not 0.0 < alpha < 1.0:
-        raise InputError(f"alpha must lie in (0, 1); got {alpha!r}.")
+    alpha = real(alpha, "alpha must lie in (0, 1)", low=0.0, high=1.0)
+    seed = integer(seed, "seed must be a non-negative integer", low=0)
+    dataset_classes = as_class_names(dataset_classes, "dataset_classes")
+    model_classes = as_class_names(model_classes, "model_classes")
     predicted, outputs = as_predicted_indices(predictions, output)
     truth = as_labels(labels)
     sizes = resolve_sizes(predicted, outputs, truth, num_classes, dataset_classes, model_classes)
@@ -169,8 +174,8 @@ def check_label_alignment(
         p_value=evidence.p_value,
         consistency=evidence.consistency,
         chance_accuracy=_chance(confusion, chosen, samples),
-        dataset_classes=None if dataset_classes is None else tuple(str(n) for n in dataset_classes),
-        model_classes=None if model_classes is None else tuple(str(n) for n in model_classes),
+        dataset_classes=dataset_classes,
+        model_classes=model_classes,
     )
 
 

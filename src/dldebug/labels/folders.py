@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dldebug.arguments import flag, integer, received
 from dldebug.errors import FileFormatError, InputError
 from dldebug.model_io import OutputSpec, call_model, parameters_device, select_output
 
@@ -48,7 +49,8 @@ def folder_classes(root: str | Path) -> list[str]:
         The class names; ``result[label]`` is the folder of that label.
 
     Raises:
-        FileFormatError: ``root`` is missing, not a folder, or has no sub-folders.
+        InputError: ``root`` is not a path (a str or ``os.PathLike``) or is empty.
+        FileFormatError: ``root`` is missing, not a folder, unreadable, or has no sub-folders.
 
     Example:
         >>> import tempfile, pathlib
@@ -58,14 +60,28 @@ def folder_classes(root: str | Path) -> list[str]:
         >>> folder_classes(root)
         ['one', 'two', 'zero']
     """
-    path = Path(root)
+    path = _folder_path(root)
     if not path.is_dir():
         raise FileFormatError("data-set folder not found (expected one sub-folder per class).", path=path)
-    classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+    try:
+        classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+    except OSError as exc:
+        raise FileFormatError(f"cannot list the data-set folder ({exc.strerror or type(exc).__name__}).",
+                              path=path) from None
     if not classes:
         raise FileFormatError("no class sub-folders found; an image-folder data set has one folder per class "
                               "(root/cat/1.png, root/dog/2.png, ...).", path=path)
     return classes
+
+
+def _folder_path(root: Any) -> Path:
+    """``root`` as a Path; a non-path (or "", which would mean the working folder) is one InputError."""
+    text = os.fspath(root) if isinstance(root, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise InputError(f"root must be the data-set folder, a str or pathlib.Path; got {received(root)}.")
+    if not text.strip():
+        raise InputError("root is an empty path; give the data-set folder (one sub-folder per class).")
+    return Path(text)
 
 
 @dataclass(frozen=True)
@@ -84,7 +100,7 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     Raises:
         FileFormatError: no class folders, or a class folder without images.
     """
-    path = Path(root)
+    path = _folder_path(root)
     classes = folder_classes(path)
     files: list[Path] = []
     labels: list[int] = []
@@ -103,7 +119,12 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
 def _channel_stats(values: Sequence[float] | float | None, channels: int, what: str, default: float) -> np.ndarray:
     if values is None:
         return np.full(channels, default, dtype=np.float32)
-    stats = np.atleast_1d(np.asarray(values, dtype=np.float32))
+    try:
+        stats = np.atleast_1d(np.asarray(values, dtype=np.float32))
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number or one number per channel; got {received(values)}.") from None
+    if stats.ndim != 1 or not np.isfinite(stats).all():
+        raise InputError(f"{what} must be finite numbers, one per channel (or one for all); got {received(values)}.")
     if stats.size == 1:
         stats = np.repeat(stats, channels)
     if stats.size != channels:
@@ -119,11 +140,20 @@ def load_images(files: Sequence[Path], *, size: tuple[int, int] | None = None, g
     """Read images into one normalised float32 (N, C, H, W) tensor (policy: see the module docstring).
 
     Raises:
+        InputError: a ``size`` that is not two positive integers, ``mean``/``std`` that are not finite numbers
+            (one, or one per channel; std > 0), a ``grayscale`` that is not a bool.
         FileFormatError: an unreadable image, or images of different sizes without ``size``.
     """
     from PIL import Image, UnidentifiedImageError
 
-    channels = 1 if grayscale else 3
+    if not files:
+        raise InputError("no image files given; pass the images to read, e.g. scan_image_folder(root).files.")
+    channels = 1 if flag(grayscale, "grayscale") else 3
+    if size is not None:
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise InputError(f"size must be (height, width); got {received(size)}.")
+        size = (integer(size[0], "size must be positive (height, width) integers"),
+                integer(size[1], "size must be positive (height, width) integers"))
     mean_c = _channel_stats(mean, channels, "mean", 0.0)
     std_c = _channel_stats(std, channels, "std", 1.0)
     arrays: list[np.ndarray] = []

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dldebug.arguments import integer, name_list
 from dldebug.errors import InputError
 from dldebug.model_io import OutputSpec, select_output
 
-__all__ = ["as_labels", "as_predicted_indices", "resolve_sizes"]
+__all__ = ["MAX_CONFUSION_CELLS", "as_class_names", "as_labels", "as_predicted_indices", "resolve_sizes"]
 
 
 def _as_array(value: Any, what: str) -> np.ndarray:
@@ -97,38 +98,92 @@ def as_labels(labels: Any) -> np.ndarray:
     return _integral(array, "labels")
 
 
+def as_class_names(names: Any, name: str) -> tuple[str, ...] | None:
+    """``dataset_classes`` / ``model_classes`` as a tuple of str (None stays None).
+
+    Raises:
+        InputError: one string, a mapping, a scalar, or an entry that is not a name.
+    """
+    return None if names is None else name_list(names, name)
+
+
 def resolve_sizes(predicted: np.ndarray, outputs: int | None, labels: np.ndarray, num_classes: int | None,
                   dataset_classes: Sequence[str] | None,
                   model_classes: Sequence[str] | None) -> tuple[int, int]:
-    """(data-set classes, model outputs), checked against every input that names them."""
+    """(data-set classes, model outputs), checked against every input that names them and against memory.
+
+    Raises:
+        InputError: lengths that disagree, values out of range, or sizes the check cannot hold
+            (see :data:`MAX_CONFUSION_CELLS`).
+    """
     if len(predicted) != len(labels):
         raise InputError(f"predictions has {len(predicted)} rows but labels has {len(labels)}; give one "
                          "prediction per label.")
     if len(labels) == 0:
         raise InputError("predictions and labels are empty; give at least one prediction and its label.")
-    if isinstance(model_classes, str):
-        raise InputError("model_classes must be a list of class names, not one string.")
-    k = _dataset_size(labels, num_classes, dataset_classes)
+    dataset_names = as_class_names(dataset_classes, "dataset_classes")
+    model_names = as_class_names(model_classes, "model_classes")
+    k = _dataset_size(labels, num_classes, dataset_names)
     if outputs is not None:
-        if model_classes is not None and len(model_classes) != outputs:
-            raise InputError(f"model_classes has {len(model_classes)} names but predictions have {outputs} "
+        if model_names is not None and len(model_names) != outputs:
+            raise InputError(f"model_classes has {len(model_names)} names but predictions have {outputs} "
                              "columns; give one name per model output.")
-        return k, outputs
-    if model_classes is not None:
-        m = len(model_classes)
+        m = known = outputs
+    elif model_names is not None:
+        m = len(model_names)
         if int(predicted.max()) >= m:
             at = int(np.flatnonzero(predicted >= m)[0])
             raise InputError(f"predictions must lie in [0, {m}) (len(model_classes)={m}); got "
                              f"{int(predicted[at])} at position {at}.")
-        return k, m
-    return k, max(int(predicted.max()) + 1, k)
+        known = m
+    else:
+        m, known = max(int(predicted.max()) + 1, k), None
+    _check_size(k, m, labels, predicted, num_classes, known)
+    return k, m
 
 
-def _dataset_size(labels: np.ndarray, num_classes: int | None, dataset_classes: Sequence[str] | None) -> int:
-    if isinstance(dataset_classes, str):
-        raise InputError("dataset_classes must be a list of class names, not one string.")
-    if num_classes is not None and (not isinstance(num_classes, (int, np.integer)) or num_classes < 1):
-        raise InputError(f"num_classes must be a positive integer; got {num_classes!r}.")
+# The check holds a few dense (classes x outputs) matrices at once (int64 counts, float64 assignment
+# weights): 5e7 cells, about 7,000 x 7,000 classes, peak at ~2 GiB and ~10 s.
+MAX_CONFUSION_CELLS = 50_000_000
+_EMPTY_CLASS_FACTOR = 10  # num_classes may exceed what the data show by this factor (or reach _EMPTY_CLASS_FLOOR)
+_EMPTY_CLASS_FLOOR = 1000
+
+
+def _check_size(k: int, m: int, labels: np.ndarray, predicted: np.ndarray, num_classes: int | None,
+                outputs: int | None) -> None:
+    """Refuse sizes far beyond what the data show, before any (k x m) matrix is allocated.
+
+    ``outputs`` is the model's number of outputs where known (logit columns, ``len(model_classes)``).
+    """
+    top_label, top_predicted = int(labels.max()), int(predicted.max())
+    shown = max(top_label, top_predicted if outputs is None else outputs - 1) + 1
+    allowed = max(_EMPTY_CLASS_FACTOR * shown, _EMPTY_CLASS_FLOOR)
+    if num_classes is not None and k > allowed:
+        model = (f"the predicted indices {top_predicted:,}" if outputs is None
+                 else f"the model has {outputs:,} outputs")
+        raise InputError(f"num_classes={k:,} is far beyond what the data show (labels reach {top_label:,}, "
+                         f"{model}): at least {k - shown:,} classes would have no sample. Pass the data set's "
+                         f"real class count (at most {allowed:,} for these data), or leave num_classes out.")
+    cells = k * m
+    if cells <= MAX_CONFUSION_CELLS:
+        return
+    if outputs is None and top_predicted + 1 == m and top_predicted > top_label:
+        cause = (f"the predicted indices reach {top_predicted:,}: if they are not class indices in [0, classes), "
+                 "pass (N, classes) logits instead")
+    elif top_label + 1 == k:
+        cause = (f"the labels reach {top_label:,} ({len(np.unique(labels)):,} distinct values in {len(labels):,} "
+                 "samples): if they are ids rather than class indices, renumber them with "
+                 "np.unique(labels, return_inverse=True)")
+    else:
+        cause = "compare a subset of the classes (the rows and columns of the classes you care about)"
+    raise InputError(f"the label check needs a {k:,} x {m:,} confusion matrix ({cells:,} cells, "
+                     f"{cells * 8 / 2**30:.1f} GiB per copy), beyond its limit of {MAX_CONFUSION_CELLS:,} cells "
+                     f"(about 7,000 x 7,000 classes); {cause}.")
+
+
+def _dataset_size(labels: np.ndarray, num_classes: Any, dataset_classes: tuple[str, ...] | None) -> int:
+    if num_classes is not None:
+        num_classes = integer(num_classes, "num_classes must be a positive integer")
     if dataset_classes is not None:
         if num_classes is not None and num_classes != len(dataset_classes):
             raise InputError(f"num_classes={num_classes} but dataset_classes has {len(dataset_classes)} names; "

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dldebug.arguments import integer, real, received
 from dldebug.errors import DldebugError, InputError
 from dldebug.findings import Figure, Finding, Report, Series, Severity, Span
 from dldebug.model_io import Batch, LossFn, OutputSpec, describe, model_loss, parameters_device
@@ -61,11 +62,38 @@ class LRRangeResult:
 
 def _check_loader(loader: Any) -> None:
     """Refuse one batch given where an iterable of batches is expected (iterating it would split it)."""
-    one_batch = (isinstance(loader, (torch.Tensor, Mapping))
+    one_batch = (isinstance(loader, (torch.Tensor, np.ndarray, Mapping))
                  or (isinstance(loader, tuple) and loader and all(isinstance(t, torch.Tensor) for t in loader)))
     if one_batch or isinstance(loader, (str, bytes)) or not isinstance(loader, Iterable):
         raise InputError(f"{_TOOL}: loader must be an iterable of batches (a DataLoader, a list of (inputs, "
                          f"targets) pairs or of dicts); got {describe(loader)}. For one batch, pass [batch].")
+
+
+MAX_STEPS = 100_000  # a range test runs a few hundred steps (fastai: 100); this many is a typo
+
+
+def _check_arguments(model: Any, loss_fn: Any, optimizer: Any, start: Any, end: Any,
+                     steps: Any) -> tuple[float, float, int]:
+    """(start, end, steps) as numbers, after checking every argument's type and range."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{_TOOL}: model must be a torch nn.Module; got {received(model)}.")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputError(f"{_TOOL}: optimizer must be a torch optimizer over the model's parameters "
+                         f"(torch.optim.SGD(model.parameters(), lr=...)); got {received(optimizer)}.")
+    if loss_fn is not None and not callable(loss_fn):
+        raise InputError(f"{_TOOL}: loss_fn must be a function (output, targets) -> scalar loss, or None for the "
+                         f"model's own loss; got {received(loss_fn)}.")
+    try:
+        low, high = real(start, "", low=0.0), real(end, "", low=0.0)
+    except InputError:
+        low = high = math.nan
+    if not low < high:
+        raise InputError(f"Expected 0 < start < end; got start={received(start)}, end={received(end)}.")
+    count = integer(steps, "steps must be an integer >= 10", low=10)
+    if count > MAX_STEPS:
+        raise InputError(f"steps={count:,} is more than a range test needs (at most {MAX_STEPS:,}; a few hundred "
+                         "is typical): each step is a training step.")
+    return low, high, count
 
 
 def _batches(loader: Iterable[Any], loss_fn: LossFn | None) -> Iterator[Batch]:
@@ -211,15 +239,13 @@ def lr_range_test(
         ``lr.range_no_descent`` and the curve.
 
     Raises:
-        InputError: a bad range or step count, a loader that is one batch or empty, or a batch the
-            model cannot take (one message naming what was received).
+        InputError: a model, optimizer or loss_fn of the wrong type, a bad range (``0 < start < end``,
+            finite numbers) or step count (an int in 10..100,000), a loader that is one batch or empty,
+            or a batch the model cannot take (one message naming what was received).
     """
-    if not (0 < start < end and math.isfinite(end)):
-        raise InputError(f"Expected 0 < start < end; got start={start!r}, end={end!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
-        raise InputError(f"steps must be an integer >= 10; got {steps!r}.")
+    low, high, count = _check_arguments(model, loss_fn, optimizer, start, end, steps)
     _check_loader(loader)
-    lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    lrs = low * (high / low) ** (np.arange(count) / (count - 1))
     restore = _restore_point(model, optimizer)
     try:
         losses, stopped_at = _run(model, loader, loss_fn, optimizer, lrs, output)

@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from dldebug.arguments import integer, real, received
 from dldebug.errors import ConfigError, InputError
 
 Rule = Literal["linear", "sqrt", "auto"]
@@ -77,7 +78,8 @@ def scale_lr(
         An :class:`LRScale` with the value and a one-line rationale.
 
     Raises:
-        InputError: non-positive learning rate or batch sizes.
+        InputError: a learning rate that is not a positive finite number, batch sizes that are not
+            positive integers (bools are not numbers), an optimizer that is neither an optimizer nor a name.
         ConfigError: an unknown rule.
 
     Example:
@@ -87,20 +89,24 @@ def scale_lr(
         >>> scale_lr(1e-3, 64, 256, optimizer="adam").rule
         'sqrt'
     """
-    if rule not in _RULES:
+    if not isinstance(rule, str) or rule not in _RULES:
         raise ConfigError(f"Unknown rule {rule!r}; expected one of {list(_RULES)}.")
-    if not (isinstance(base_lr, (int, float)) and math.isfinite(base_lr) and base_lr > 0):
-        raise InputError(f"base_lr must be a positive finite number; got {base_lr!r}.")
-    for label, value in (("base_batch_size", base_batch_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{label} must be a positive integer; got {value!r}.")
+    base_lr = real(base_lr, "base_lr must be a positive finite number", low=0.0)
+    base_batch_size = integer(base_batch_size, "base_batch_size must be a positive integer")
+    batch_size = integer(batch_size, "batch_size must be a positive integer")
+    if optimizer is not None and not isinstance(optimizer, (str, torch.optim.Optimizer)):
+        raise InputError(f"optimizer must be a torch optimizer, its name ('sgd', 'adam') or None; got "
+                         f"{received(optimizer)}.")
     ratio = batch_size / base_batch_size
     chosen: Literal["linear", "sqrt"]
     family = optimizer_family(optimizer)
     if rule == "auto":
         chosen = "sqrt" if family == "adaptive" else "linear"
+        unknown = ("no optimiser given" if optimizer is None else
+                   f"optimiser {optimizer if isinstance(optimizer, str) else type(optimizer).__name__!r} of "
+                   "unknown family")
         why = {"adaptive": "an Adam-family optimiser", "sgd": "an SGD-family optimiser",
-               None: "no optimiser given (linear assumed, as for SGD)"}[family]
+               None: f"{unknown} (linear assumed, as for SGD)"}[family]
         picked = f"auto picked {chosen} for {why}; "
     else:
         chosen, picked = rule, ""

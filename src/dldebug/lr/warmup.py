@@ -11,9 +11,25 @@ from collections.abc import Callable
 import torch
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, SequentialLR
 
+from dldebug.arguments import integer, real, received
 from dldebug.errors import InputError
 
 AfterScheduler = LRScheduler | Callable[[torch.optim.Optimizer], LRScheduler] | None
+
+
+MAX_SCHEDULE_STEPS = 1_000_000  # warmup_schedule steps a real scheduler once per value: ~40 s at this length
+
+
+def check_start_factor(start_factor: object) -> float:
+    """``start_factor`` as a float in (0, 1].
+
+    Raises:
+        InputError: not a finite number in (0, 1] (a bool is not a number).
+    """
+    try:
+        return real(start_factor, "start_factor must be in (0, 1]", low=0.0, high=1.0, high_closed=True)
+    except InputError as exc:
+        raise InputError(f"{exc} It is the first step's fraction of the target learning rate.") from None
 
 
 def warmup(
@@ -41,8 +57,8 @@ def warmup(
         A ``LinearLR``, or a ``SequentialLR`` of it and ``after``.
 
     Raises:
-        InputError: non-positive steps, a start factor outside (0, 1], or an ``after``
-            scheduler bound to another optimizer.
+        InputError: not an optimizer, steps that are not a positive integer, a start factor outside
+            (0, 1], or an ``after`` scheduler bound to another optimizer.
 
     Example:
         >>> p = torch.nn.Parameter(torch.zeros(1))
@@ -54,12 +70,12 @@ def warmup(
         >>> [round(v, 4) for v in lrs]
         [0.25, 0.4375, 0.625, 0.8125, 1.0]
     """
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps <= 0:
-        raise InputError(f"warmup_steps must be a positive integer; got {warmup_steps!r}.")
-    if not 0.0 < float(start_factor) <= 1.0:
-        raise InputError(f"start_factor must be in (0, 1]; got {start_factor!r}. "
-                         "It is the first step's fraction of the target learning rate.")
-    ramp = LinearLR(optimizer, start_factor=float(start_factor), end_factor=1.0, total_iters=warmup_steps)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputError(f"optimizer must be a torch optimizer (torch.optim.SGD, AdamW ...); got "
+                         f"{received(optimizer)}.")
+    steps = integer(warmup_steps, "warmup_steps must be a positive integer")
+    factor = check_start_factor(start_factor)
+    ramp = LinearLR(optimizer, start_factor=factor, end_factor=1.0, total_iters=steps)
     if after is None:
         return ramp
     follower = after(optimizer) if callable(after) and not isinstance(after, LRScheduler) else after
@@ -68,16 +84,34 @@ def warmup(
                          f"got {type(follower).__name__}.")
     if follower.optimizer is not optimizer:
         raise InputError("after is bound to a different optimizer than the warm-up; build it on the same optimizer.")
-    return SequentialLR(optimizer, schedulers=[ramp, follower], milestones=[warmup_steps])
+    return SequentialLR(optimizer, schedulers=[ramp, follower], milestones=[steps])
 
 
 def warmup_schedule(base_lr: float, warmup_steps: int, *, start_factor: float = 0.1,
                     total_steps: int | None = None) -> list[float]:
-    """The learning rate at each step of :func:`warmup` (constant after it), computed by torch itself."""
-    total = total_steps if total_steps is not None else warmup_steps + 1
+    """The learning rate at each step of :func:`warmup` (constant after it), computed by torch itself.
+
+    Args:
+        base_lr: the target learning rate.
+        warmup_steps, start_factor: as :func:`warmup`.
+        total_steps: how many values (default ``warmup_steps + 1``), at most :data:`MAX_SCHEDULE_STEPS`.
+
+    Returns:
+        One learning rate per step.
+
+    Raises:
+        InputError: arguments of the wrong type or range, or more than :data:`MAX_SCHEDULE_STEPS` steps.
+    """
+    base_lr = real(base_lr, "base_lr must be a positive finite number", low=0.0)
+    steps = integer(warmup_steps, "warmup_steps must be a positive integer")
+    total = steps + 1 if total_steps is None else integer(total_steps, "total_steps must be a positive integer")
+    if total > MAX_SCHEDULE_STEPS:
+        raise InputError(f"warmup_schedule computes one value per step, at most {MAX_SCHEDULE_STEPS:,}; asked for "
+                         f"{total:,} (warmup_steps={steps:,}). The scheduler itself (dldebug.lr.warmup) has no "
+                         "such limit.")
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=base_lr)
-    scheduler = warmup(optimizer, warmup_steps, start_factor=start_factor)
+    scheduler = warmup(optimizer, steps, start_factor=start_factor)
     values = []
     for _ in range(total):
         values.append(float(optimizer.param_groups[0]["lr"]))
