@@ -362,3 +362,27 @@ def test_tokens_that_form_no_grid_are_skipped_with_the_reason(images: torch.Tens
 
     rows = probe_equivariance(Odd(), images, transforms=("translate",)).table("equivariance.layers").records()
     assert rows[-1]["translate 1"] == "n/a (7 tokens are no grid of the 16x16 input)"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"shifts": (0,)}, "shifts must be positive whole pixel counts"),
+    ({"shifts": "2"}, "shifts must be positive whole pixel counts"),
+    ({"shifts": (True,)}, "shifts must be positive whole pixel counts"),
+    ({"transforms": 1}, "transforms must be a tuple of"),
+    ({"transforms": ("shear",)}, r"Unknown transform\(s\) \[.shear.\]"),
+    ({"transforms": ()}, "transforms must be a tuple of"),
+    ({"tolerance": None}, "tolerance must be a finite number > 0; got None"),
+    ({"tolerance": float("nan")}, "tolerance must be a finite number > 0"),
+    ({"tolerance": -1.0}, "tolerance must be a finite number > 0"),
+])
+def test_bad_probe_arguments_are_one_clear_error(kwargs: dict, message: str) -> None:
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
+    with pytest.raises(InputError, match=message):
+        probe_equivariance(conv, torch.randn(1, 1, 8, 8), **kwargs)
+
+
+def test_a_bare_shift_or_transform_means_that_one() -> None:
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
+    report = probe_equivariance(conv, torch.randn(1, 1, 8, 8), shifts=2, transforms="translate")
+    assert not report.filter(min_severity="warning")
+    assert report.meta["probes"] == "translate 2" and report.meta["forward_passes"] == 2

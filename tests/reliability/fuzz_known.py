@@ -8,14 +8,6 @@ Keys are ``Type@file`` (no line number, so edits elsewhere in the file keep the 
 from __future__ import annotations
 
 KNOWN: dict[str, dict[str, str]] = {
-    "check_label_alignment": {"TypeError@dldebug/labels/alignment.py": "C4",
-                              "TypeError@dldebug/labels/inputs.py": "C5",
-                              "MemoryError@dldebug/labels/stats.py": "C12",
-                              "OverflowError@dldebug/labels/stats.py": "C12b"},
-    "compress_linear_layers": {"TypeError@dldebug/compress/compress_layers.py": "C6",
-                               "IndexError@dldebug/compress/calibration.py": "C7",
-                               "RuntimeError@dldebug/compress/calibration.py": "C7/C7b"},
-    "probe_equivariance": {"TypeError@dldebug/checks/equivariance.py": "C8/C8b"},
     "compare_models": {"TypeError@dldebug/compare/api.py": "C9/C10", "ValueError@dldebug/compare/api.py": "C10"},
 }
 

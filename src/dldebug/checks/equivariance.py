@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Literal
 
 import torch
 from torch import fx, nn
 
+from dldebug.arguments import real, received
 from dldebug.checks.equivariance_causes import Cause, explain
 from dldebug.checks.geometry import Cell, Probe, SpatialInput, expected_output, layout, norm, relative_error
 from dldebug.checks.layers import Op, eval_mode, layer_kind, run_watched, traced
@@ -127,17 +129,24 @@ def probe_equivariance(
                         "traced": "torch.fx" if run.graph is not None else "forward hooks", "input": spatial.name})
 
 
-def _validate(x: torch.Tensor, transforms: tuple[str, ...], shifts: tuple[int, ...], task: str,
-              tolerance: float) -> tuple[list[Probe], list[str]]:
+def _validate(x: torch.Tensor, transforms: Any, shifts: Any, task: str,
+              tolerance: Any) -> tuple[list[Probe], list[str]]:
+    if isinstance(transforms, str):
+        transforms = (transforms,)  # transforms="translate" means the one transform
+    if isinstance(shifts, Integral) and not isinstance(shifts, bool):
+        shifts = (shifts,)  # shifts=2 means the one shift
+    if not isinstance(transforms, (tuple, list)) or not transforms or not all(isinstance(t, str) for t in transforms):
+        raise InputError(f"transforms must be a tuple of {list(_TRANSFORMS)}; got {received(transforms)}.")
     unknown = [t for t in transforms if t not in _TRANSFORMS]
-    if unknown or not transforms:
-        raise InputError(f"Unknown transform(s) {unknown or list(transforms)}; choose from {list(_TRANSFORMS)}.")
+    if unknown:
+        raise InputError(f"Unknown transform(s) {unknown}; choose from {list(_TRANSFORMS)}.")
     if task not in ("dense", "classification"):
         raise InputError(f"task must be 'dense' or 'classification'; got {task!r}.")
-    if not shifts or any(not isinstance(s, int) or s <= 0 for s in shifts):
-        raise InputError(f"shifts must be positive whole pixel counts such as (1, 2, 4); got {shifts!r}.")
-    if not tolerance > 0:
-        raise InputError(f"tolerance must be > 0; got {tolerance!r}.")
+    if not isinstance(shifts, (tuple, list)) or not shifts or any(
+            not isinstance(s, Integral) or isinstance(s, bool) or s <= 0 for s in shifts):
+        raise InputError(f"shifts must be positive whole pixel counts such as (1, 2, 4); got {received(shifts)}.")
+    shifts = tuple(int(s) for s in shifts)
+    real(tolerance, "tolerance must be a finite number > 0", low=0.0, error=InputError)
     probes: list[Probe] = []
     skipped: list[str] = []
     for transform in dict.fromkeys(transforms):
