@@ -36,3 +36,15 @@ def test_tour_block_runs(index: int) -> None:
     with contextlib.redirect_stdout(io.StringIO()) as out:
         exec(compile(code, f"README tour block {index + 1}", "exec"), {"__name__": "__tour__"})
     assert out.getvalue().strip()  # every block shows its result
+
+
+def test_hugging_face_page_example_runs_and_finds_nothing() -> None:
+    pytest.importorskip("transformers")
+    page = (ROOT / "docs" / "huggingface.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert blocks
+    for code in blocks:
+        namespace: dict = {"__name__": "__hf_docs__"}
+        exec(compile(code, "docs/huggingface.md", "exec"), namespace)
+        assert [f.check for f in namespace["report"].filter(min_severity="warning")] == []
+        assert len(namespace["report"].checks) >= 8
