@@ -125,7 +125,7 @@ class OnnxRunner:
                 value = values[external]
                 if k < len(given):
                     value = np.asarray(given[k]).astype(value.dtype, copy=False)
-                feed[prefix + external] = np.ascontiguousarray(value)
+                feed[prefix + external] = np.require(value, requirements="C")
                 inputs.append(_value_info(prefix + external, value))
             nodes += [self._renamed(node, prefix) for group in chain for node in group.nodes]
             outputs.append(onnx_value(prefix + chain[-1].output))

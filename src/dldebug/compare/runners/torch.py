@@ -106,7 +106,10 @@ class TorchRunner:
     def _forward(self, inputs: ModelInputs) -> np.ndarray:
         was_training = self.model.training
         _set_training(self.model, False)
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.arrays]
+        # float inputs in the model's own float dtype: a bfloat16 model gets bfloat16 inputs
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
+        tensors = [torch.from_numpy(np.require(a, requirements="C")) for a in inputs.arrays]
+        tensors = [t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t for t in tensors]
         args: Any = tensors[0] if inputs.style == "single" else tuple(tensors)
         if inputs.style == "named":
             args = dict(zip(inputs.names, tensors, strict=True))
