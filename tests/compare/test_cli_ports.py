@@ -24,18 +24,15 @@ FACTORIES = textwrap.dedent("""
         from dldebug.demo.keras_port import build_keras_cnn
         return build_keras_cnn(keras, seed=3)
 
-    def keras3_cnn_scaled_head():
-        import keras
-        from dldebug.demo.keras_port import build_keras_cnn
-        model = build_keras_cnn(keras, seed=3)
-        kernel, bias = model.get_layer("fc2").get_weights()
-        model.get_layer("fc2").set_weights([kernel * 1.5, bias])
-        return model
-
     def torch_port():
         import tf_keras
         from dldebug.demo.keras_port import build_keras_cnn, port_to_torch
         return port_to_torch(build_keras_cnn(tf_keras, seed=3))
+
+    def keras3_port_eps():
+        import keras
+        from dldebug.demo.keras_port import build_keras_cnn, port_to_torch
+        return port_to_torch(build_keras_cnn(keras, seed=3), bn_eps=1e-5)
 
     def not_a_model():
         return {"weights": 1}
@@ -93,9 +90,9 @@ def test_table_is_readable_at_80_columns(workdir: tuple[Path, str], keras3: Any,
 
     _, module = workdir
     monkeypatch.setattr(common.console, "width", 80)
-    # A divergent head, so the layer table holds a finding and is printed in full (a healthy one folds).
-    code, out = _run(capsys, f"{module}:keras3_cnn", f"{module}:keras3_cnn_scaled_head", "--fail-on", "error")
-    assert code == 1, out
+    # a port with a planted BatchNorm eps bug: the table holds the finding, so the console prints it
+    code, out = _run(capsys, f"{module}:keras3_cnn", f"{module}:keras3_port_eps", "--fail-on", "error")
+    assert code == 1 and "batchnorm eps differs" in out, out
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 80
     header = next(line for line in lines if "layer a" in line)

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["dldebug.compare.api", "dldebug.compare.folding", "dldebug.compare.layout", "dldebug.compare.metrics",
+MODULES = ["dldebug.compare.api", "dldebug.compare.folding", "dldebug.compare.inputs", "dldebug.compare.keras_files",
+           "dldebug.compare.layout", "dldebug.compare.metrics", "dldebug.compare.weight_memo",
            "dldebug.compare.records"]
 
 

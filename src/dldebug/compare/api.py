@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -50,8 +52,10 @@ def compare_models(a: Any, b: Any, inputs: Any = None, *, input_kind: InputKind 
         A :class:`~dldebug.compare.Comparison` (truthy when every paired layer agrees).
 
     Raises:
-        ConfigError: an unknown mode or input kind, or a non-positive tolerance.
-        InputError: a model of an unsupported type, or an input that fits neither model.
+        ConfigError: an unknown mode or input kind; a tolerance that is not a finite number >= 0 (or both 0);
+            a ``mapping`` that is not a dict of names; a seed that is not an integer >= 0.
+        InputError: a model of an unsupported type; an input that fits neither model, is empty, holds
+            NaN/Inf, or is not numeric.
         LayerNotFoundError: a ``mapping`` name that is not a layer.
 
     Example:
@@ -64,13 +68,11 @@ def compare_models(a: Any, b: Any, inputs: Any = None, *, input_kind: InputKind 
         >>> bool(result), result.first_divergence.layer_b, result.first_divergence.explanations[0]["rule"]
         (False, '1', 'leaky_relu.slope')
     """
-    if mode not in _MODES:
-        raise ConfigError(f"mode must be one of {list(_MODES)}; got {mode!r}.")
-    if not (rtol >= 0 and atol >= 0) or rtol + atol == 0:
-        raise ConfigError(f"rtol and atol must be >= 0 and not both 0; got rtol={rtol!r}, atol={atol!r}.")
+    rtol, atol = _check_options(mode, rtol, atol, mapping, seed)
     runner_a, runner_b = runner_for(a), runner_for(b)
     specs = [runner_a.input_specs(), runner_b.input_specs()]
     given = make_inputs(inputs, input_kind, specs, seed)
+    given.check_values()
     sources = source_layouts(given, specs, runner_a.layout)
     bound_a = bind_inputs(given, specs[0], runner_a.layout, sources, "a", runner_a.framework)
     bound_b = bind_inputs(given, specs[1], runner_b.layout, sources, "b", runner_b.framework)
@@ -86,6 +88,7 @@ def compare_models(a: Any, b: Any, inputs: Any = None, *, input_kind: InputKind 
     coverage = measure_coverage(capture_a, capture_b, matching)
     settings = {"framework_a": capture_a.framework, "framework_b": capture_b.framework, "mode": mode,
                 "rtol": rtol, "atol": atol, "input_shape": list(given.arrays[0].shape), "inputs": given.describe(),
+                "converted_inputs": list(given.converted),
                 "input_kind": input_kind if isinstance(input_kind, str) and inputs is None else "given",
                 "layouts": {"a": runner_a.layout, "b": runner_b.layout},
                 "transposed": {"a": bound_a.transposed, "b": bound_b.transposed},
@@ -94,6 +97,30 @@ def compare_models(a: Any, b: Any, inputs: Any = None, *, input_kind: InputKind 
     return Comparison(rows, [r.describe() for r in matching.unmatched_a],
                       [r.describe() for r in matching.unmatched_b], settings, coverage.unpaired_a,
                       coverage.unpaired_b)
+
+
+def _tolerance(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0; got {value!r} ({type(value).__name__}). "
+                          f"Pass e.g. {name}=1e-4.")
+    return float(value)
+
+
+def _check_options(mode: Any, rtol: Any, atol: Any, mapping: Any, seed: Any) -> tuple[float, float]:
+    """Refuse option values of the wrong type or range before anything runs; the tolerances as floats."""
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ConfigError(f"mode must be one of {list(_MODES)}; got {mode!r}.")
+    rtol, atol = _tolerance("rtol", rtol), _tolerance("atol", atol)
+    if rtol + atol == 0:
+        raise ConfigError(f"rtol and atol must not both be 0 (nothing would be within tolerance); got rtol={rtol!r}, "
+                          f"atol={atol!r}.")
+    if mapping is not None and (not isinstance(mapping, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+        raise ConfigError(f"mapping must be a dict {{a_layer_name: b_layer_name}} of strings; got {mapping!r:.200}.")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0; got {seed!r} ({type(seed).__name__}).")
+    return rtol, atol
 
 
 def _capture(runner: Runner, x: ModelInputs, side: str) -> Capture:

@@ -83,13 +83,14 @@ def check_fold(conv: LayerRecord, bn: LayerRecord, folded: LayerRecord) -> FoldC
     if stats is None or w_a is None or w_b is None or w_a.shape != w_b.shape or w_a.shape[0] != stats[0].shape[0]:
         return None
     gamma, beta, mean, var, eps = stats
-    a = w_a.reshape(w_a.shape[0], -1).astype(np.float64)
-    b = w_b.reshape(w_b.shape[0], -1).astype(np.float64)
-    norm = (a * a).sum(axis=1)
+    a = w_a.astype(np.float64, order="C").reshape(w_a.shape[0], -1)
+    b = w_b.astype(np.float64, order="C").reshape(w_b.shape[0], -1)
+    norm = np.einsum("ij,ij->i", a, a)  # row dot products without temporaries
     usable = norm > 1e-20 * max(float(norm.max()), 1e-30)
-    scale_b = (a * b).sum(axis=1) / np.where(usable, norm, 1.0)  # least-squares per-channel factor
-    residual = np.abs(b - scale_b[:, None] * a).max(axis=1)
-    uneven = np.flatnonzero(usable & (residual > 1e-4 * np.abs(b).max(axis=1) + 1e-7))
+    scale_b = np.einsum("ij,ij->i", a, b) / np.where(usable, norm, 1.0)  # least-squares per-channel factor
+    peak = np.maximum(b.max(axis=1), -b.min(axis=1))  # max |b| per channel
+    residual = np.abs(np.subtract(b, scale_b[:, None] * a, out=a), out=a).max(axis=1)  # a is a private copy
+    uneven = np.flatnonzero(usable & (residual > 1e-4 * peak + 1e-7))
     if uneven.size:  # not a per-channel rescaling of a's kernel at all
         return FoldCheck("folded, differ", {"batchnorm": bn.name, "eps_a": eps, "channels": [int(c) for c in
                                             uneven[:20]], "channels_off": int(uneven.size),

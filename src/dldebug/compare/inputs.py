@@ -9,6 +9,7 @@ fits, else a clear error. Integer inputs (token ids, masks) are never cast to fl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,16 +25,37 @@ __all__ = ["BoundInputs", "ModelInputs", "bind_inputs", "make_inputs", "source_l
 Style = Literal["single", "positional", "named"]
 
 
+_MAX_GENERATED = 2**28  # elements of a generated input (1 GiB of float32)
+
+
 def to_numpy(value: Any) -> np.ndarray:
-    """A tensor/array as numpy with its dtype kept (float64 becomes float32: model weights are float32)."""
+    """A tensor/array as numpy with its dtype kept (float64, float16 and bfloat16 become float32).
+
+    Example:
+        >>> import torch
+        >>> to_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype
+        dtype('float32')
+    """
+    return _converted(value)[0]
+
+
+def _converted(value: Any) -> tuple[np.ndarray, str]:
+    """The array, and its original dtype when it was upcast to float32 ("" when it was not)."""
+    source = ""
     if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if getattr(value, "is_floating_point", lambda: False)() and value.element_size() < 4:
+            source = str(value.dtype).replace("torch.", "")  # numpy has no bfloat16
+            value = value.float()
+        value = value.numpy()
     array = np.asarray(value)
+    if array.dtype == np.float16:
+        source = "float16"
     if array.dtype == np.float64 or array.dtype == np.float16:
         array = array.astype(np.float32)
     if array.dtype == np.bool_ or array.dtype.kind not in "fiub":
         raise InputError(f"inputs must be numeric tensors or arrays; got one of dtype {array.dtype}.")
-    return array
+    return array, source
 
 
 @dataclass
@@ -43,23 +65,55 @@ class ModelInputs:
     arrays: list[np.ndarray]
     names: list[str | None]
     style: Style
+    converted: list[str] = field(default_factory=list)  # "input #0: bfloat16 -> float32"
 
     @classmethod
     def from_user(cls, value: Any) -> ModelInputs:
         """A tensor/array, a tuple/list of them (positional) or a mapping name -> tensor (keyword).
 
+        Half-precision floats (float16, bfloat16) are upcast to float32 and listed in ``converted``.
+
         Raises:
-            InputError: an empty tuple/dict or a value that is not a tensor.
+            InputError: an empty tuple/dict, a name that is not a string, a value that is not a tensor.
         """
         if isinstance(value, Mapping):
             if not value:
                 raise InputError("inputs is an empty dict; give {'input_ids': ids, 'attention_mask': mask, ...}.")
-            return cls([to_numpy(v) for v in value.values()], [str(k) for k in value], "named")
-        if isinstance(value, (tuple, list)):
+            bad = [k for k in value if not isinstance(k, str)]
+            if bad:
+                raise InputError(f"inputs dict keys must be input names (strings); got {bad[0]!r}.")
+            items: list[tuple[str | None, Any]] = list(value.items())
+            style: Style = "named"
+        elif isinstance(value, (tuple, list)):
             if not value:
                 raise InputError("inputs is an empty tuple; give one tensor or a tuple of the model's inputs.")
-            return cls([to_numpy(v) for v in value], [None] * len(value), "positional")
-        return cls([to_numpy(value)], [None], "single")
+            items, style = [(None, v) for v in value], "positional"
+        else:
+            items, style = [(None, value)], "single"
+        arrays, converted = [], []
+        for index, (name, item) in enumerate(items):
+            array, source = _converted(item)
+            arrays.append(array)
+            if source:
+                converted.append(f"input {repr(name) if name is not None else f'#{index}'}: {source} -> float32")
+        return cls(arrays, [n for n, _ in items], style, converted)
+
+    def check_values(self) -> None:
+        """Refuse empty inputs and NaN/Inf values: a comparison of NaNs reports a divergence that is not there.
+
+        Raises:
+            InputError: naming the input, its shape and what is wrong.
+        """
+        for index, array in enumerate(self.arrays):
+            if array.size == 0:
+                raise InputError(f"input {self.label(index)} has shape {list(array.shape)}: no elements to run the "
+                                 "models on. Give at least one sample.")
+            if array.dtype.kind == "f":
+                bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+                if bad:
+                    raise InputError(f"input {self.label(index)} holds {bad} NaN/Inf value(s) of {array.size}: "
+                                     "both models would output NaN and every layer would look divergent. Give "
+                                     "finite inputs.")
 
     def label(self, index: int) -> str:
         name = self.names[index]
@@ -93,6 +147,9 @@ def make_inputs(inputs: Any, input_kind: Any, specs: list[list[InputSpec] | None
     kind_is_tensor = not isinstance(input_kind, str)
     if not kind_is_tensor and input_kind not in ("ones", "random"):
         raise ConfigError(f"input_kind must be 'ones', 'random' or a tensor; got {input_kind!r}.")
+    if kind_is_tensor and not (hasattr(input_kind, "shape") and hasattr(input_kind, "dtype")):
+        raise ConfigError(f"input_kind must be 'ones', 'random' or a tensor; got {input_kind!r:.100} "
+                          f"({type(input_kind).__name__}). A shape or several inputs go in inputs=.")
     if kind_is_tensor and inputs is not None:
         raise ConfigError("give the input tensor once: either inputs=... or input_kind=<tensor>, not both.")
     given = input_kind if kind_is_tensor else inputs
@@ -101,7 +158,7 @@ def make_inputs(inputs: Any, input_kind: Any, specs: list[list[InputSpec] | None
     random = input_kind == "random"
     rng = np.random.default_rng(seed)
     if given is not None:
-        return ModelInputs([_generated(tuple(int(d) for d in given), "float32", random, rng)], [None], "single")
+        return ModelInputs([_generated(_checked_shape(given), "float32", random, rng)], [None], "single")
     declared = next((s for s in specs if s), None)
     if declared is None:
         raise InputError("cannot tell the input shape: neither model declares one (PyTorch modules do not). "
@@ -111,10 +168,22 @@ def make_inputs(inputs: Any, input_kind: Any, specs: list[list[InputSpec] | None
         if spec.shape is None or any(d is None for d in spec.shape[1:]):
             raise InputError(f"cannot make input {spec.name!r}: its shape {list(spec.shape or [])} has free sizes. "
                              "Pass the inputs (a tensor, or a dict name -> tensor).")
-        arrays.append(_generated(tuple(1 if d is None else int(d) for d in spec.shape), spec.dtype, random, rng))
+        arrays.append(_generated(_checked_shape(tuple(1 if d is None else int(d) for d in spec.shape)), spec.dtype,
+                                 random, rng))
     if len(arrays) == 1:
         return ModelInputs(arrays, [None], "single")
     return ModelInputs(arrays, [s.name for s in declared], "named")
+
+
+def _checked_shape(shape: Sequence[Any]) -> tuple[int, ...]:
+    dims = tuple(int(d) for d in shape)
+    if any(d <= 0 for d in dims):
+        raise InputError(f"input shape {list(dims)} has a size <= 0; every dimension must be >= 1, "
+                         "e.g. (1, 3, 32, 32).")
+    if math.prod(dims) > _MAX_GENERATED:
+        raise InputError(f"input shape {list(dims)} has {math.prod(dims):,} elements, more than the {_MAX_GENERATED:,} "
+                         "dldebug generates; give a smaller shape (one sample is enough to compare layers).")
+    return dims
 
 
 def _generated(shape: tuple[int, ...], dtype: str | None, random: bool, rng: np.random.Generator) -> np.ndarray:
@@ -182,7 +251,7 @@ def bind_inputs(given: ModelInputs, specs: list[InputSpec] | None, layout: Layou
             moved = convert_layout(array, sources[i], layout) if array.ndim >= 4 else array
             if moved is not array:
                 transposed.append(f"input {given.label(i)} {list(array.shape)} -> {list(moved.shape)} ({layout})")
-            arrays.append(np.ascontiguousarray(moved))
+            arrays.append(np.require(moved, requirements="C"))  # keeps 0-d inputs 0-d
         return BoundInputs(ModelInputs(arrays, list(given.names), given.style), transposed)
     order = _order(given, specs, side, framework)
     arrays, transposed = [], []
@@ -191,7 +260,7 @@ def bind_inputs(given: ModelInputs, specs: list[InputSpec] | None, layout: Layou
         moved = _placed(array, spec, sources[index], side, framework)
         if moved is not array:
             transposed.append(f"input {spec.name!r} {list(array.shape)} -> {list(moved.shape)} ({spec.layout})")
-        arrays.append(np.ascontiguousarray(_typed(moved, spec, side, framework)))
+        arrays.append(np.require(_typed(moved, spec, side, framework), requirements="C"))
     return BoundInputs(ModelInputs(arrays, [s.name for s in specs], "named"), transposed)
 
 

@@ -2,27 +2,26 @@
 
 Keras files are read by the library that wrote them (the version in the file's
 metadata): ``.keras`` archives and ``.h5`` files of Keras 3 with ``keras``, those of
-Keras 2 (tf_keras) with ``tf_keras``; a SavedModel folder with ``tf_keras``. A
-``Lambda`` layer holds Python bytecode: Keras 3 refuses it with ``safe_mode=True``,
-and for formats where the loader has no safe mode the file's layer configuration
-is read first and a ``Lambda`` is refused before anything is deserialised.
+Keras 2 (tf_keras) with ``tf_keras``; a SavedModel folder with ``tf_keras``. Before
+any loader runs, the file's model configuration is read and refused when it names a
+``Lambda`` layer (Python bytecode) or a class outside Keras (CVE-2025-1550), and an
+HDF5 file is probed in a child process with a time limit, since a damaged one hangs
+h5py for ever (:mod:`dldebug.compare.keras_files`).
 ``module:factory`` may return any model :func:`~dldebug.compare_models` takes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
+from dldebug.compare.keras_files import LAMBDA_REFUSED, keras_archive_facts, probe_hdf5, scan_config
 from dldebug.errors import FileFormatError, InputError, UnsafeFileError, require
 
 __all__ = ["KERAS_SUFFIXES", "is_supported_model", "load_compare_model"]
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-_LAMBDA = "refused to load: the Keras file holds Python code (a Lambda layer)"
 
 
 def is_supported_model(model: Any) -> bool:
@@ -39,8 +38,9 @@ def load_compare_model(spec: str | Path, *, weights: str | Path | None = None) -
     ``.keras``/``.h5`` file or a SavedModel folder.
 
     Raises:
-        FileFormatError: missing, corrupt or unsupported file.
-        UnsafeFileError: a Keras file that would need to run embedded code.
+        FileFormatError: missing, corrupt or unsupported file; an HDF5 file that cannot be read within
+            :data:`~dldebug.compare.keras_files.H5_PROBE_SECONDS` (damaged files hang h5py).
+        UnsafeFileError: a Keras file naming a Lambda layer or a class outside Keras.
         InputError: a factory returning something that is not a model.
         MissingDependencyError: Keras/ONNX not installed (an ``ImportError``).
     """
@@ -69,40 +69,30 @@ def load_compare_model(spec: str | Path, *, weights: str | Path | None = None) -
     return model
 
 
-def _keras_version(path: Path) -> str:
-    """The Keras version that wrote the file ("" when it does not say)."""
+def _keras_facts(path: Path) -> str:
+    """The Keras version that wrote the file ("" when it does not say), after the safety checks.
+
+    A ``.keras`` archive's config is scanned and its weights probed; an ``.h5`` file is probed in a
+    child process (a damaged one can hang h5py forever) and its model config scanned.
+    """
     if path.suffix.lower() == ".keras":
+        return str(keras_archive_facts(path).get("keras_version", ""))
+    facts = probe_hdf5(path)
+    if facts["model_config"]:
         try:
-            with zipfile.ZipFile(path) as archive:
-                meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
-        except (zipfile.BadZipFile, OSError, ValueError, KeyError):
-            return ""
-        return str(meta.get("keras_version", ""))
-    h5py = require("h5py", extra="keras", feature="reading a Keras .h5 file")
-    try:
-        with h5py.File(path, "r") as handle:
-            version = handle.attrs.get("keras_version", b"")
-    except OSError:
-        return ""
-    return version.decode() if isinstance(version, bytes) else str(version)
-
-
-def _refuse_lambda_h5(path: Path) -> None:
-    h5py = require("h5py", extra="keras", feature="reading a Keras .h5 file")
-    with contextlib.suppress(OSError), h5py.File(path, "r") as handle:
-        config = handle.attrs.get("model_config", b"")
-        text = config.decode() if isinstance(config, bytes) else str(config)
-        if '"class_name": "Lambda"' in text:
-            raise UnsafeFileError(f"{_LAMBDA}; .h5 files have no safe mode.", path=path)
+            config = json.loads(facts["model_config"])
+        except (ValueError, RecursionError):
+            raise FileFormatError("the .h5 file's model_config is not valid JSON: is it a Keras model file saved "
+                                  "by model.save()?", path=path) from None
+        scan_config(config, path)
+    return facts["keras_version"]
 
 
 def _load_keras_file(path: Path) -> Any:
-    version = _keras_version(path)
+    version = _keras_facts(path)
     legacy = version.startswith("2.")
     library = "tf_keras" if legacy else "keras"
     keras = require(library, extra="keras", feature="loading a Keras model")
-    if path.suffix.lower() != ".keras":
-        _refuse_lambda_h5(path)
     try:
         if legacy and path.suffix.lower() != ".keras":
             return keras.models.load_model(str(path), compile=False)
@@ -112,7 +102,7 @@ def _load_keras_file(path: Path) -> Any:
     except Exception as exc:
         text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
-            raise UnsafeFileError(f"{_LAMBDA}: {text}", path=path) from None
+            raise UnsafeFileError(f"{LAMBDA_REFUSED}: {text}", path=path) from None
         raise FileFormatError(f"cannot read the Keras model with {library} ({type(exc).__name__}: {text}). Is it "
                               "a .keras/.h5 file saved by model.save()?", path=path) from None
 
@@ -120,7 +110,7 @@ def _load_keras_file(path: Path) -> Any:
 def _load_saved_model(path: Path) -> Any:
     metadata = path / "keras_metadata.pb"
     if metadata.is_file() and b'"class_name": "Lambda"' in metadata.read_bytes():
-        raise UnsafeFileError(f"{_LAMBDA}; SavedModel folders have no safe mode.", path=path)
+        raise UnsafeFileError(f"{LAMBDA_REFUSED}; SavedModel folders have no safe mode.", path=path)
     keras = require("tf_keras", extra="keras", feature="loading a Keras SavedModel folder")
     try:
         return keras.models.load_model(str(path), compile=False)

@@ -21,6 +21,7 @@ import numpy as np
 from dldebug.compare.folding import FoldCheck, check_affine, check_fold
 from dldebug.compare.layout import flatten_permutation
 from dldebug.compare.records import Capture, LayerRecord, family
+from dldebug.compare.weight_memo import remembered
 from dldebug.errors import LayerNotFoundError
 
 __all__ = ["LayerPair", "Matching", "match_layers", "weight_relation"]
@@ -65,7 +66,17 @@ _Add = Callable[[LayerRecord, LayerRecord, str], "LayerPair"]
 
 
 def _close(x: np.ndarray, y: np.ndarray) -> bool:
-    return x.shape == y.shape and bool(np.allclose(x, y, rtol=1e-5, atol=1e-6))
+    """``np.allclose(x, y, rtol=1e-5, atol=1e-6)`` for same-shape arrays, with two exact shortcuts.
+
+    Weights that differ usually differ from the first elements on, and weights a converter copied
+    are usually bit-identical: a leading slice that is not close decides False, equality decides True.
+    """
+    if x.shape != y.shape:
+        return False
+    head_x, head_y = x.flat[:64], y.flat[:64]
+    if not np.allclose(head_x, head_y, rtol=1e-5, atol=1e-6):
+        return False
+    return bool(np.array_equal(x, y) or np.allclose(x, y, rtol=1e-5, atol=1e-6))
 
 
 def weight_relation(a: LayerRecord, b: LayerRecord, flatten_shapes: Sequence[tuple[tuple[int, ...], str]]) -> str:
@@ -119,12 +130,14 @@ def match_layers(ca: Capture, cb: Capture, mapping: Mapping[str, str] | None = N
     ra = [r for r in ca.records if r.kind not in _IGNORED and r.output is not None]
     rb = [r for r in cb.records if r.kind not in _IGNORED and r.output is not None]
     flatten_shapes = [(r.flatten_from, r.layout) for r in ca.records + cb.records if r.flatten_from]
+    shapes_key = tuple(flatten_shapes)
     pos_a, pos_b = {id(r): i for i, r in enumerate(ra)}, {id(r): i for i, r in enumerate(rb)}
     pairs: dict[int, LayerPair] = {}
     used_b: set[int] = set()
 
     def add(x: LayerRecord, y: LayerRecord, how: str) -> LayerPair:
-        pair = LayerPair(x, y, x, y, how, weight_relation(x, y, flatten_shapes))
+        relation = remembered("relation", (x, y), shapes_key, lambda: weight_relation(x, y, flatten_shapes))
+        pair = LayerPair(x, y, x, y, how, relation)
         pairs[id(x)] = pair
         used_b.add(id(y))
         return pair
@@ -229,14 +242,22 @@ def _fold_batchnorms(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[i
         bn_b = rb[k_b] if k_b < len(rb) and rb[k_b].kind == "batchnorm" and id(rb[k_b]) not in used_b else None
         if bn_a is not None and bn_b is None:
             del pairs[key]
-            weights, fold = _fold_evidence(check_fold(pair.a, bn_a, pair.b), bn_in_a=True)
+            weights, fold = _fold_evidence(_fold(pair.a, bn_a, pair.b), bn_in_a=True)
             pairs[id(bn_a)] = LayerPair(bn_a, pair.b, pair.a, pair.b_feed, pair.how, weights,
                                         f"a's {bn_a.name} folded into b's {pair.b.name}", fold)
         elif bn_b is not None and bn_a is None:
             used_b.add(id(bn_b))
-            weights, fold = _fold_evidence(check_fold(pair.b, bn_b, pair.a), bn_in_a=False)
+            weights, fold = _fold_evidence(_fold(pair.b, bn_b, pair.a), bn_in_a=False)
             pair.b, pair.weights, pair.note, pair.fold = bn_b, weights, f"b's {bn_b.name} folded into a's " \
                 f"{pair.a.name}", fold
+
+
+def _fold(conv: LayerRecord, bn: LayerRecord, folded: LayerRecord) -> FoldCheck | None:
+    return remembered("fold", (conv, bn, folded), repr(bn.config), lambda: check_fold(conv, bn, folded))
+
+
+def _affine(bn: LayerRecord, affine: LayerRecord) -> FoldCheck | None:
+    return remembered("affine", (bn, affine), repr(bn.config), lambda: check_affine(bn, affine))
 
 
 def _check_affines(pairs: dict[int, LayerPair]) -> None:
@@ -244,9 +265,9 @@ def _check_affines(pairs: dict[int, LayerPair]) -> None:
     for pair in pairs.values():
         kinds = (pair.a.kind, pair.b.kind)
         if kinds == ("batchnorm", "affine"):
-            pair.weights, pair.fold = _fold_evidence(check_affine(pair.a, pair.b), bn_in_a=True)
+            pair.weights, pair.fold = _fold_evidence(_affine(pair.a, pair.b), bn_in_a=True)
         elif kinds == ("affine", "batchnorm"):
-            pair.weights, pair.fold = _fold_evidence(check_affine(pair.b, pair.a), bn_in_a=False)
+            pair.weights, pair.fold = _fold_evidence(_affine(pair.b, pair.a), bn_in_a=False)
 
 
 def _merge_fused(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[int, LayerPair], used_b: set[int],

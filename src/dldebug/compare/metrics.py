@@ -40,6 +40,11 @@ class LayerMetrics:
                 "within": self.within, "max_abs_a": self.max_abs_a}
 
 
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    axes = list(range(x.ndim))  # the sum of x * y over every axis, whatever the two memory orders
+    return float(np.einsum(x, axes, y, axes, []))
+
+
 def layer_metrics(a: np.ndarray, b: np.ndarray, *, rtol: float = 1e-4, atol: float = 1e-5) -> LayerMetrics:
     """Compare two same-shape arrays.
 
@@ -57,20 +62,22 @@ def layer_metrics(a: np.ndarray, b: np.ndarray, *, rtol: float = 1e-4, atol: flo
         >>> round(m.max_abs, 3), m.within
         (0.1, False)
     """
-    a64, b64 = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    delta = a64 - b64
-    diff = np.abs(delta)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    mean_abs = float(diff.mean()) if diff.size else 0.0
-    # plain sums, not BLAS: multi-threaded BLAS on many small arrays is slow on a busy machine
-    norm_a, norm_b, norm_d = (math.sqrt(float(np.square(v).sum())) for v in (a64, b64, delta))
+    # float64 copies, each in its own memory order (a layout view of b is copied sequentially; the
+    # elementwise operations below align the two); sums by einsum: one pass, no temporaries and no BLAS
+    # (multi-threaded BLAS on many small arrays is slow on a busy machine)
+    a64, b64 = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
+    if not a64.size:
+        return LayerMetrics(0.0, 0.0, 0.0, 1.0, math.inf, 0.0, 0.0, True, 0.0)
+    norm_a, norm_b = math.sqrt(_dot(a64, a64)), math.sqrt(_dot(b64, b64))
+    dot = _dot(a64, b64)
+    scale = float(np.maximum(a64.max(), -a64.min()))  # max|a|, NaN kept
+    mean_a, mean_b = float(a64.mean()), float(b64.mean())
+    delta = np.subtract(a64, b64, out=a64)  # a64 is a private copy
+    norm_d = math.sqrt(_dot(delta, delta))
+    diff = np.abs(delta, out=delta)
+    max_abs, mean_abs = float(diff.max()), float(diff.mean())
     rel_error = norm_d / norm_a if norm_a > 0 else (0.0 if norm_d == 0 else math.inf)
-    if norm_a > 0 and norm_b > 0:
-        cosine = float((a64 * b64).sum() / (norm_a * norm_b))
-    else:
-        cosine = 1.0 if norm_a == norm_b else 0.0
+    cosine = dot / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else (1.0 if norm_a == norm_b else 0.0)
     sqnr_db = math.inf if norm_d == 0 else (20.0 * math.log10(norm_a / norm_d) if norm_a > 0 else -math.inf)
-    scale = float(np.abs(a64).max()) if a64.size else 0.0
     within = bool(np.isfinite(max_abs) and max_abs <= atol + rtol * scale)
-    return LayerMetrics(max_abs, mean_abs, rel_error, cosine, sqnr_db,
-                        float(a64.mean()) if a64.size else 0.0, float(b64.mean()) if b64.size else 0.0, within, scale)
+    return LayerMetrics(max_abs, mean_abs, rel_error, cosine, sqnr_db, mean_a, mean_b, within, scale)

@@ -110,6 +110,7 @@ class LayerRecord:
         fused_activation: a Keras activation applied inside the layer (``"relu"``).
         flatten_from: for a flatten layer, the per-sample shape it flattened (own layout).
         inputs: every data input of the layer (shadow mode feeds all of them), ``input`` is the first.
+        params_digest: a digest of the weights' content, so verdicts on them can be reused ("" = unknown).
     """
 
     name: str
@@ -124,6 +125,7 @@ class LayerRecord:
     fused_activation: str | None = None
     flatten_from: tuple[int, ...] | None = None
     inputs: list[np.ndarray] = field(default_factory=list)
+    params_digest: str = ""  # content digest of the weights ("" = unknown), see dldebug.compare.weight_memo
 
     @property
     def parameterised(self) -> bool:

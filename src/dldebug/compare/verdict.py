@@ -4,7 +4,8 @@ Findings (all lesson 10): ``compare.diverged`` (error), ``compare.config_mismatc
 (warning/info), ``compare.not_shadowed`` (warning: layers shadow mode could not
 isolate), ``compare.low_coverage`` (warning), ``compare.unmatched`` (info, every
 unpaired layer with its reason), ``compare.input_layout`` (info: an input was
-transposed to a model's layout), ``compare.no_pairs`` (error).
+transposed to a model's layout), ``compare.input_dtype`` (info: a half-precision input
+was upcast to float32), ``compare.no_pairs`` (error).
 """
 
 from __future__ import annotations
@@ -132,6 +133,13 @@ def _layouts(c: Comparison) -> list[Finding]:
                 f"{c.settings.get('layouts', {}).get(side)} inputs; transposed: {'; '.join(moves)}",
                 {"side": side, "transposed": "; ".join(moves)},
                 "Nothing to do: the shapes make the transpose unambiguous.", _LESSON))
+    converted = c.settings.get("converted_inputs") or []
+    if converted:
+        out.append(Finding(
+            "compare.input_dtype", Severity.INFO, f"half-precision inputs were upcast: {'; '.join(converted)}",
+            {"converted": "; ".join(converted)},
+            "Nothing to do: each model still runs in its own precision (a PyTorch model in its parameters' dtype).",
+            _LESSON))
     return out
 
 

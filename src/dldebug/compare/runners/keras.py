@@ -1,5 +1,9 @@
 """Keras runner (tf_keras and Keras 3): one sub-model whose outputs are every layer's output and inputs.
 
+The sub-model is built once per Keras model and, from the second comparison of the
+same model on, runs as a graph function (:mod:`~dldebug.compare.runners.keras_probe`).
+Settings are read from the layers' attributes (``epsilon``, ``strides`` ...).
+
 The layout is the model's own (the first convolution's ``data_format``, else channels
 last); records say so and the comparison moves axes. Weights are converted to
 PyTorch's layout here (conv HWIO -> OIHW, a depthwise kernel ``(kh, kw, C, m)`` ->
@@ -16,6 +20,8 @@ import numpy as np
 
 from dldebug.compare.inputs import ModelInputs
 from dldebug.compare.records import ACTIVATION_KIND, KIND_OF_KERAS, Capture, InputSpec, LayerRecord, Layout
+from dldebug.compare.runners.keras_probe import probe_for
+from dldebug.compare.weight_memo import weights_digest
 
 __all__ = ["KerasRunner"]
 
@@ -43,41 +49,63 @@ def _gelu_approximate(layer: Any) -> str:
     return "tanh" if _default(layer, ("approximate",), False) else "none"
 
 
-def _config(layer: Any, kind: str) -> dict[str, Any]:
-    cfg = layer.get_config()
+class _Settings:
+    """A layer's settings read from its attributes (cheap); ``get_config()`` only for one it lacks."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self._config: dict[str, Any] | None = None
+
+    def _cfg(self) -> dict[str, Any]:
+        if self._config is None:
+            self._config = dict(self.layer.get_config())
+        return self._config
+
+    def has(self, name: str) -> bool:
+        return hasattr(self.layer, name) or name in self._cfg()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self.layer, name) if hasattr(self.layer, name) else self._cfg().get(name, default)
+
+
+def _config(layer: Any, kind: str, variables: list[Any]) -> dict[str, Any]:
+    """The settings of ``layer`` that differ between frameworks (``variables``: its ``layer.weights``)."""
+    cfg = _Settings(layer)
     if kind == "batchnorm":
         # Keras momentum weights the running value; PyTorch's weights the new batch
-        return {"eps": float(cfg["epsilon"]), "momentum": 1.0 - float(cfg["momentum"]),
-                "keras_momentum": float(cfg["momentum"])}
+        return {"eps": float(cfg.get("epsilon")), "momentum": 1.0 - float(cfg.get("momentum")),
+                "keras_momentum": float(cfg.get("momentum"))}
     if kind == "layernorm":
-        return {"eps": float(cfg["epsilon"])}
+        return {"eps": float(cfg.get("epsilon"))}
     if kind == "leaky_relu":
-        if "negative_slope" in cfg or "alpha" in cfg:  # the LeakyReLU layer (default 0.3)
-            return {"negative_slope": float(cfg.get("negative_slope", cfg.get("alpha")))}
+        if type(layer).__name__ != "Activation" and (cfg.has("negative_slope") or cfg.has("alpha")):
+            # the LeakyReLU layer (default 0.3)
+            slope = cfg.get("negative_slope") if cfg.has("negative_slope") else cfg.get("alpha")
+            return {"negative_slope": float(slope)}
         # Activation(tf.nn.leaky_relu) / Activation("leaky_relu"): the function's default, 0.2
         return {"negative_slope": float(_default(layer, ("negative_slope", "alpha"), 0.2))}
     if kind == "gelu":
         return {"approximate": _gelu_approximate(layer)}
     if kind in ("conv", "conv_transpose"):
-        groups = int(cfg.get("groups", 1))
+        groups = int(cfg.get("groups", 1) or 1)
         if type(layer).__name__ == "DepthwiseConv2D":
-            groups = int(layer.get_weights()[0].shape[2])
-        return {"stride": tuple(cfg["strides"]), "padding": cfg["padding"], "kernel_size": tuple(cfg["kernel_size"]),
-                "groups": groups}
+            groups = int(variables[0].shape[2])
+        return {"stride": tuple(cfg.get("strides")), "padding": cfg.get("padding"),
+                "kernel_size": tuple(cfg.get("kernel_size")), "groups": groups}
     if kind == "relu6":
         return {"min": 0.0, "max": 6.0}
     if kind == "avgpool":
-        return {"padding": cfg["padding"], "count_include_pad": False}
+        return {"padding": cfg.get("padding"), "count_include_pad": False}
     if kind == "resize":
         return {"mode": cfg.get("interpolation", "nearest"), "align_corners": False, "coordinate_mode": "half_pixel"}
     if kind in ("lstm", "gru"):
         return {"gate_order": "ifgo" if kind == "lstm" else "zrh", "two_biases": False,
-                "reset_after": cfg.get("reset_after"), "hidden_size": cfg["units"]}
+                "reset_after": cfg.get("reset_after"), "hidden_size": cfg.get("units")}
     return {}
 
 
-def _params(layer: Any, kind: str) -> dict[str, np.ndarray]:
-    weights = [np.asarray(w, np.float32) for w in layer.get_weights()]
+def _params(layer: Any, kind: str, weights: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """``weights`` (``layer.get_weights()``, float32; ``names``: the variables' names) in PyTorch's layout."""
     if not weights:
         return {}
     if kind == "conv" and type(layer).__name__ == "DepthwiseConv2D":
@@ -90,7 +118,7 @@ def _params(layer: Any, kind: str) -> dict[str, np.ndarray]:
     if kind == "dense":
         return {"weight": weights[0].T, **({"bias": weights[1]} if len(weights) > 1 else {})}
     if kind == "batchnorm":
-        names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+        names = [name.split("/")[-1].split(":")[0] for name in names]
         by_name = dict(zip(names, weights, strict=True))
         mapping = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
                    "moving_variance": "running_var"}
@@ -104,9 +132,9 @@ def _kind(layer: Any) -> str:
     type_name = type(layer).__name__
     kind = KIND_OF_KERAS.get(type_name, "other")
     if type_name == "ReLU":
-        cfg = layer.get_config()
-        if cfg.get("max_value") is not None and float(cfg["max_value"]) == 6.0 and not cfg.get("negative_slope") \
-                and not cfg.get("threshold"):
+        cfg = _Settings(layer)
+        if cfg.get("max_value") is not None and float(cfg.get("max_value")) == 6.0 \
+                and not cfg.get("negative_slope") and not cfg.get("threshold"):
             return "relu6"
     return kind
 
@@ -132,8 +160,6 @@ class KerasRunner:
         self.layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
         self.by_name = {layer.name: layer for layer in self.layers}
         self.layout: Layout = _layout(self.layers)
-        self._probe: Any = None
-        self._slots: list[tuple[int, list[int]]] = []
 
     def _keras(self) -> Any:
         from dldebug.errors import require
@@ -151,51 +177,44 @@ class KerasRunner:
                                    self.layout))
         return specs
 
-    def _sub_model(self) -> Any:
-        """One model whose outputs are each distinct tensor a layer reads or writes (shared ones once)."""
-        if self._probe is None:
-            keras = self._keras()
-            tensors: list[Any] = []
-            index: dict[int, int] = {}
-
-            def slot(tensor: Any) -> int:
-                if id(tensor) not in index:
-                    index[id(tensor)] = len(tensors)
-                    tensors.append(tensor)
-                return index[id(tensor)]
-            # layers with several outputs (LSTM return_state): the first one
-            self._slots = [(slot(_listed(layer.output)[0]), [slot(t) for t in _listed(layer.input)])
-                           for layer in self.layers]
-            final = slot(self.model.outputs[0])
-            self._slots.append((final, []))
-            self._probe = keras.Model(self.model.inputs, tensors)
-        return self._probe
-
     def _arrays(self, x: ModelInputs) -> list[np.ndarray]:
         return [np.asarray(a) for a in x.arrays]
 
-    def capture(self, x: ModelInputs) -> Capture:
-        probe = self._sub_model()
-        values = probe(self._arrays(x), training=False)
-        arrays = [np.asarray(v) for v in _listed(values)]
-        records = [self._record(layer, arrays[out], [arrays[i] for i in ins])
-                   for layer, (out, ins) in zip(self.layers, self._slots, strict=False)]
-        return Capture(self.framework, self.layout, records, arrays[self._slots[-1][0]])
-
-    def _record(self, layer: Any, output: np.ndarray, inputs: list[np.ndarray]) -> LayerRecord:
-        type_name = type(layer).__name__
+    def _describe(self, layer: Any, variables: list[Any]) -> tuple[str, dict[str, Any], str | None]:
+        """``(kind, config, fused activation)`` of a layer, read before the run."""
         kind = _kind(layer)
-        data_in = inputs[0]
         activation = _activation_name(layer)
         fused = None
-        if type_name == "Activation" and activation is not None:
+        if type(layer).__name__ == "Activation" and activation is not None:
             kind = ACTIVATION_KIND.get(activation, activation)
         elif activation is not None and kind in ("conv", "dense"):
             fused = ACTIVATION_KIND.get(activation, activation)
+        return kind, _config(layer, kind, variables), fused
+
+    def _graph_capable(self) -> bool:
+        if self.framework == "tf_keras":
+            return True
+        backend = getattr(self._keras(), "backend", None)
+        return getattr(backend, "backend", lambda: "")() == "tensorflow"
+
+    def capture(self, x: ModelInputs) -> Capture:
+        probe = probe_for(self._keras(), self.model, self.layers, self._graph_capable())
+        described = [self._describe(layer, v) for layer, v in zip(self.layers, probe.layer_weights, strict=True)]
+        arrays, weights = probe.run(self._arrays(x), repr(described))
+        records = [self._record(layer, arrays[out], [arrays[i] for i in ins], w, names, d)
+                   for layer, (out, ins), w, names, d in zip(self.layers, probe.slots, weights, probe.weight_names,
+                                                             described, strict=False)]
+        return Capture(self.framework, self.layout, records, arrays[probe.slots[-1][0]])
+
+    def _record(self, layer: Any, output: np.ndarray, inputs: list[np.ndarray], weights: list[np.ndarray],
+                names: list[str], described: tuple[str, dict[str, Any], str | None]) -> LayerRecord:
+        kind, config, fused = described
+        data_in = inputs[0]
         layout = getattr(layer, "data_format", None) or self.layout
-        rec = LayerRecord(layer.name, kind, type_name, self.framework, layout, output=output, input=data_in,
-                          params=_params(layer, kind), config=_config(layer, kind), fused_activation=fused,
-                          inputs=inputs)
+        rec = LayerRecord(layer.name, kind, type(layer).__name__, self.framework, layout, output=output,
+                          input=data_in, params=_params(layer, kind, weights, names), config=config,
+                          fused_activation=fused, inputs=inputs,
+                          params_digest=f"{names}|{weights_digest(weights)}" if weights else "")
         if kind == "flatten":
             rec.flatten_from = tuple(data_in.shape[1:])
         return rec

@@ -5,7 +5,8 @@ input is fed by name with its declared dtype (int64 token ids stay int64); an im
 input's layout is read from the graph (tf2onnx's default export takes NHWC and
 transposes to NCHW before the first convolution; ``--inputs-as-nchw`` takes NCHW).
 Shadow mode runs all fed layers in one extra session: each layer's nodes are copied
-under a prefix, their data inputs become graph inputs.
+under a prefix, their data inputs become graph inputs. The model's analysis and its
+sessions are kept per content (:mod:`~dldebug.compare.runners.onnx_cache`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import numpy as np
 
 from dldebug.compare.inputs import ModelInputs
 from dldebug.compare.records import Capture, InputSpec, LayerRecord, Layout
-from dldebug.compare.runners.onnx_graph import Group, OnnxGraph
+from dldebug.compare.runners.onnx_cache import analysed, session_for
+from dldebug.compare.runners.onnx_graph import Group
 from dldebug.errors import InputError, require
 
 __all__ = ["OnnxRunner"]
-
 
 def _value_info(name: str, array: np.ndarray) -> Any:
     import onnx
@@ -40,8 +41,9 @@ class OnnxRunner:
         self.ort = require("onnxruntime", extra="onnx", feature="comparing an ONNX model")
         if isinstance(model, (str, Path)):
             model = onnx.load(str(model))
-        self.proto = getattr(model, "proto", model)
-        self.graph = OnnxGraph(self.proto)
+        self.analysed = analysed(getattr(model, "proto", model))  # a private copy, analysed once per content
+        self.proto = self.analysed.proto
+        self.graph = self.analysed.graph
         self.groups = self.graph.groups
         inputs = self.graph.graph_inputs()
         if not inputs:
@@ -51,32 +53,15 @@ class OnnxRunner:
                                 self.graph.input_layout(i)) for i in inputs]
         self.layout: Layout = next((s.layout for s in self.specs if s.shape is not None and len(s.shape) >= 4),
                                    "channels_first")
-        self._sessions: dict[tuple[str, ...], Any] = {}
 
     def input_specs(self) -> list[InputSpec] | None:
         return list(self.specs)
-
-    def _session(self, proto: Any) -> Any:
-        options = self.ort.SessionOptions()
-        options.log_severity_level = 3
-        return self.ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def _feed(self, x: ModelInputs) -> dict[str, np.ndarray]:
         return dict(zip([s.name for s in self.specs], x.arrays, strict=True))
 
     def _run_exposing(self, x: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
-        import onnx
-
-        key = tuple(dict.fromkeys(names))
-        session = self._sessions.get(key)
-        if session is None:
-            proto = onnx.ModelProto()
-            proto.CopyFrom(self.proto)
-            existing = {o.name for o in proto.graph.output} | {s.name for s in self.specs}
-            for name in key:
-                if name not in existing:
-                    proto.graph.output.append(onnx.ValueInfoProto(name=name))
-            session = self._sessions[key] = self._session(proto)
+        session = self.analysed.exposing(self.ort, tuple(dict.fromkeys(names)), {s.name for s in self.specs})
         wanted = [o.name for o in session.get_outputs()]
         values = dict(zip(wanted, session.run(wanted, self._feed(x)), strict=True))
         values.update(self._feed(x))
@@ -92,10 +77,10 @@ class OnnxRunner:
     def _record(self, group: Group, values: dict[str, np.ndarray]) -> LayerRecord:
         output = values.get(group.output)
         inputs = [values[n] for n in group.externals if n in values]
-        kind, main = self.graph.kind(group, output)
+        kind, main, params, config, digest = self.analysed.facts(group, output)
         rec = LayerRecord(group.name, kind, main.op_type, self.framework, "channels_first", output=output,
-                          input=inputs[0] if inputs else None, params=self.graph.params(kind, group, main),
-                          config=self.graph.config(kind, group, main), inputs=inputs)
+                          input=inputs[0] if inputs else None, params=params, config=config, inputs=inputs,
+                          params_digest=digest)
         if kind == "flatten" and rec.input is not None:
             rec.flatten_from = tuple(rec.input.shape[1:])
         return rec
@@ -125,11 +110,11 @@ class OnnxRunner:
                 value = values[external]
                 if k < len(given):
                     value = np.asarray(given[k]).astype(value.dtype, copy=False)
-                feed[prefix + external] = np.ascontiguousarray(value)
+                feed[prefix + external] = np.require(value, requirements="C")
                 inputs.append(_value_info(prefix + external, value))
             nodes += [self._renamed(node, prefix) for group in chain for node in group.nodes]
             outputs.append(onnx_value(prefix + chain[-1].output))
-        results = self._session(self._model(nodes, inputs, outputs)).run([o.name for o in outputs], feed)
+        results = session_for(self.ort, self._model(nodes, inputs, outputs)).run([o.name for o in outputs], feed)
         return {chain[-1].name: r for (_, chain), r in zip(chains, results, strict=True)}
 
     @staticmethod

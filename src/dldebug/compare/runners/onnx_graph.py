@@ -15,6 +15,7 @@ are folded into constants and belong to no layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,9 @@ class Group:
     nodes: list[Any] = field(default_factory=list)
     externals: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def output(self) -> str:
-        return str(self.nodes[-1].output[0])
+        return str(self.nodes[-1].output[0])  # read once the group is complete
 
 
 def _metadata_scope(node: Any) -> str | None:

@@ -18,6 +18,7 @@ from torch import nn
 
 from dldebug.compare.inputs import ModelInputs
 from dldebug.compare.records import KIND_OF_TORCH, Capture, InputSpec, LayerRecord, Layout, call_name
+from dldebug.compare.weight_memo import params_digest
 from dldebug.model_io import call_model, select_output
 from dldebug.weights import is_hf_conv1d, linear_weight
 
@@ -104,9 +105,13 @@ class TorchRunner:
         return None
 
     def _forward(self, inputs: ModelInputs) -> np.ndarray:
-        was_training = self.model.training
-        _set_training(self.model, False)
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.arrays]
+        training = [m for m in self.model.modules() if m.training]  # restored exactly (a mixed state too)
+        if training:
+            _set_training(self.model, False)
+        # float inputs in the model's own float dtype: a bfloat16 model gets bfloat16 inputs
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
+        tensors = [torch.from_numpy(np.require(a, requirements="C")) for a in inputs.arrays]
+        tensors = [t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t for t in tensors]
         args: Any = tensors[0] if inputs.style == "single" else tuple(tensors)
         if inputs.style == "named":
             args = dict(zip(inputs.names, tensors, strict=True))
@@ -114,7 +119,8 @@ class TorchRunner:
             with torch.no_grad():
                 out = call_model(self.model, args)
         finally:
-            _set_training(self.model, was_training)
+            for module in training:
+                module.training = True
         return _array(select_output(out, tool="compare_models"))
 
     def capture(self, x: ModelInputs) -> Capture:
@@ -125,9 +131,10 @@ class TorchRunner:
             def record(_m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
                 kind = kind_of(module)
                 calls[name] = calls.get(name, 0) + 1
+                params = _params(module)
                 rec = LayerRecord(call_name(name, calls[name]), kind, type(module).__name__, self.framework,
-                                  "channels_first", output=_numpy(output), input=_numpy(args), params=_params(module),
-                                  config=_config(module), inputs=_all_inputs(args))
+                                  "channels_first", output=_numpy(output), input=_numpy(args), params=params,
+                                  config=_config(module), inputs=_all_inputs(args), params_digest=params_digest(params))
                 if kind == "flatten" and rec.input is not None:
                     rec.flatten_from = tuple(rec.input.shape[1:])
                 records.append(rec)

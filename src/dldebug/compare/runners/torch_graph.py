@@ -87,7 +87,7 @@ class TorchGraphRunner:
 
     def _args(self, inputs: ModelInputs) -> list[torch.Tensor]:
         """The inputs in placeholder order (keyword inputs by placeholder name where they match)."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.arrays]
+        tensors = [torch.from_numpy(np.require(a, requirements="C")) for a in inputs.arrays]
         if inputs.style != "named":
             return tensors
         by_name = dict(zip(inputs.names, tensors, strict=True))
