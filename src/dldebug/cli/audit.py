@@ -9,9 +9,8 @@ from typing import Any
 
 import typer
 
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, emit
+from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, emit, output_spec
 from dldebug.errors import FileFormatError, InputError
-from dldebug.model_io import OutputSpec
 
 
 class TaskChoice(str, Enum):
@@ -19,13 +18,6 @@ class TaskChoice(str, Enum):
 
     dense = "dense"
     classification = "classification"
-
-
-def output_spec(text: str | None) -> OutputSpec:
-    """``--output``: a key/attribute name (``logits``), or an index (``0``) of a structured output."""
-    if text is None:
-        return None
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def read_inputs(text: str) -> Any:

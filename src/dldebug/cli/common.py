@@ -33,15 +33,26 @@ JSON_OUT_OPTION = typer.Option(None, "--json-out", help="Also write the JSON rep
                                dir_okay=False)
 
 
+def output_spec(text: str | None) -> str | int | None:
+    """``--output``: a key/attribute name (``logits``) of a structured output, or a whole number meaning an index."""
+    if text is None:
+        return None
+    return int(text) if text.strip().lstrip("-").isdigit() else text.strip()
+
+
 def emit(report: Report, *, as_json: bool = False, html: Path | None = None, json_out: Path | None = None,
-         fail_on: FailOn | None = None) -> None:
-    """Render ``report`` and exit with the status ``--fail-on`` asks for."""
+         fail_on: FailOn | None = None, on_console: Report | None = None) -> None:
+    """Render ``report`` and exit with the status ``--fail-on`` asks for.
+
+    ``on_console`` is what the terminal shows instead of ``report`` (e.g. a table narrowed to its
+    width); ``--json``, ``--html`` and ``--json-out`` always get the whole ``report``.
+    """
     from dldebug.report.console import render_console
 
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        render_console(report, console)
+        render_console(report if on_console is None else on_console, console)
     if html is not None:
         path = report.to_html(html)
         if not as_json:

@@ -60,16 +60,9 @@ def command(
         inputs = load_model_inputs(input_)
     comparison = compare_models(a, b, inputs, input_kind=kind, rtol=rtol, atol=atol,
                                 mode="shadow" if shadow else "propagate", mapping=_parse_mapping(mapping))
-    full = comparison.report
-    if html is not None:
-        written = full.to_html(html)
-        if not as_json:
-            console.print(f"HTML report written to {written}")
-    if json_out is not None:
-        full.save_json(json_out)
     # the terminal gets a table that fits it; --json, --html and --json-out keep every column
-    shown = full if as_json else comparison.report_for_width(console.width)
-    emit(shown, as_json=as_json, fail_on=fail_on)
+    emit(comparison.report, as_json=as_json, html=html, json_out=json_out, fail_on=fail_on,
+         on_console=None if as_json else comparison.report_for_width(console.width))
 
 
 def _is_shape(text: str) -> bool:

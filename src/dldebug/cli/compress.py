@@ -8,17 +8,19 @@ from typing import Any
 import torch
 import typer
 
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, WEIGHTS_OPTION, FailOn, console, emit
+from dldebug.cli.common import (
+    FAIL_ON_OPTION,
+    HTML_OPTION,
+    JSON_OPTION,
+    WEIGHTS_OPTION,
+    FailOn,
+    console,
+    emit,
+    output_spec,
+)
 from dldebug.errors import FileFormatError, InputError
 
 _TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
-
-
-def output_spec(text: str | None) -> str | int | None:
-    """``--output``: a name (``logits``), or a whole number meaning an index."""
-    if text is None:
-        return None
-    return int(text) if text.strip().lstrip("-").isdigit() else text.strip()
 
 
 def load_calibration(text: str) -> Any:

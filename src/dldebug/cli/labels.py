@@ -53,7 +53,7 @@ def command(
     fail_on: FailOn = FAIL_ON_OPTION,
 ) -> None:
     """Detect permuted, shifted or renamed class indices and recover the mapping."""
-    from dldebug.cli.compress import output_spec
+    from dldebug.cli.common import output_spec
     from dldebug.io import load_model, parse_shape
     from dldebug.labels import check_label_alignment, predict_logits, read_class_names, scan_image_folder
 

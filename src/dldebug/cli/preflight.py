@@ -10,8 +10,8 @@ import torch
 import typer
 
 from dldebug.checks.overfit import DEFAULT_STEPS
-from dldebug.cli.audit import output_spec, read_inputs
-from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, emit
+from dldebug.cli.audit import read_inputs
+from dldebug.cli.common import FAIL_ON_OPTION, HTML_OPTION, JSON_OPTION, FailOn, emit, output_spec
 from dldebug.errors import InputError
 
 _KEYS = ("model", "batch", "loss_fn", "optimizer")
