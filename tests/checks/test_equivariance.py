@@ -249,9 +249,9 @@ def test_zero_padding_is_told_from_stride_by_the_circular_padding_oracle() -> No
     assert "zero padding at the border" in on_grid.message and "strided" not in on_grid.message
     assert on_grid.evidence["circular_padding_error"] < 1e-6 < 1e-3 < on_grid.evidence["error"]
     calls: list[int] = []
-    zero[0].register_forward_pre_hook(lambda *_: calls.append(1))  # deep copies carry the hook: oracle passes too
+    zero[0].register_forward_pre_hook(lambda *_: calls.append(1))  # deep copies carry the hook
     report = probe_equivariance(zero, x, transforms=("translate",), shifts=(2,))
-    assert len(calls) == report.meta["forward_passes"] == 2 + 2  # baseline + probe, then the oracle's two
+    assert len(calls) == report.meta["forward_passes"] == 2  # baseline + probe: the oracle re-runs that conv alone
     off_grid = probe_equivariance(zero, x, transforms=("translate",), shifts=(1,)).get("equivariance.broken")
     assert off_grid is not None and "strided convolution (stride 2)" in off_grid.message
     circular = copy.deepcopy(zero)
@@ -272,6 +272,32 @@ class FlipTail(nn.Module):
         if bool(y.sum() > -1e9):  # untraceable: hooks only
             y = y + y.flip(-1)
         return y
+
+
+class RampThenConv(nn.Module):
+    """A position-dependent gain applied in forward() (no module sees it), then a zero-padded conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.sum() > -1e9):  # untraceable: hooks only, so the gain is in no watched layer
+            x = x * torch.linspace(0.5, 2.0, x.shape[-1])
+        return self.conv(x)
+
+
+def test_the_one_layer_oracle_falls_back_to_the_whole_model_when_its_input_was_already_broken(
+        images: torch.Tensor) -> None:
+    model, calls = RampThenConv(), []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    report = probe_equivariance(model, images, transforms=("translate",), shifts=(1,))
+    finding = report.get("equivariance.broken")
+    assert finding is not None and finding.evidence["layer"] == "conv"
+    assert "zero padding" not in finding.message  # circular padding does not make it exact: the gain breaks it
+    assert finding.evidence["circular_padding_error"] > 1e-3
+    assert len(calls) == report.meta["forward_passes"] == 2 + 2  # the conv's input did not shift back: whole model
 
 
 def test_a_padded_conv_is_only_blamed_when_the_oracle_confirms_it(images: torch.Tensor) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import fx, nn
 
 from dldebug.arguments import real, received
-from dldebug.checks.equivariance_causes import Cause, explain
+from dldebug.checks.equivariance_causes import Cause, SeenInput, explain, zero_padded
 from dldebug.checks.geometry import Cell, Probe, SpatialInput, expected_output, layout, norm, relative_error
 from dldebug.checks.layers import Op, eval_mode, layer_kind, run_watched, traced
 from dldebug.errors import InputError
@@ -56,6 +56,8 @@ class _Baseline:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     modules: dict[str, Op] = field(default_factory=dict)
     flat_inputs: set[str] = field(default_factory=set)  # layers whose input had no spatial axes left
+    # per probe, the input of its first zero-padded convolution over the tolerance (the circular-padding oracle)
+    padded_inputs: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
 
 
 def probe_equivariance(
@@ -71,8 +73,10 @@ def probe_equivariance(
     """Measure how far each layer is from equivariant, and the output from invariant.
 
     Costs one forward pass for ``x`` plus one per (transform, shift): ``translate`` uses every
-    shift, ``hflip`` and ``rot90`` one pass each (plus two per oracle run to name the cause of the
-    first break). The model runs in eval mode, without gradients; its mode is restored afterwards.
+    shift, ``hflip`` and ``rot90`` one pass each. Naming a break at a zero-padded convolution costs
+    no pass as a rule (that layer alone is re-run with circular padding; two passes where a
+    functional op before it broke the property); checking position embeddings costs two (the model
+    with them zeroed). The model runs in eval mode, without gradients; its mode is restored afterwards.
 
     Args:
         model: a PyTorch module taking ``x``.
@@ -112,7 +116,7 @@ def probe_equivariance(
         output_rows = []
         scales: dict[str, float] = {}  # ||f(x)|| per layer, filled on first use
         for probe in probes:
-            out = _probed_pass(run, probe, base, cells, scales)
+            out = _probed_pass(run, probe, base, cells, scales, tolerance)
             expected = expected_output(base_out, spatial.x, probe)
             cells[_OUTPUT][probe.label] = expected if isinstance(expected, Cell) else Cell(
                 relative_error(out, expected), collapsed=layout(base_out, spatial.x).collapsed)
@@ -175,10 +179,10 @@ def _baseline(run: _Pass) -> tuple[_Baseline, torch.Tensor]:
 
 
 def _probed_pass(run: _Pass, probe: Probe, base: _Baseline, cells: dict[str, dict[str, Cell]],
-                 scales: dict[str, float]) -> torch.Tensor:
+                 scales: dict[str, float], tolerance: float) -> torch.Tensor:
     x = run.spatial.x
 
-    def compare(key: str, _name: str, module: Op, _inputs: tuple[Any, ...], output: Any) -> None:
+    def compare(key: str, _name: str, module: Op, inputs: tuple[Any, ...], output: Any) -> None:
         reference = base.outputs.get(key)
         if reference is None or not isinstance(output, torch.Tensor) or output.shape != reference.shape:
             return
@@ -193,6 +197,10 @@ def _probed_pass(run: _Pass, probe: Probe, base: _Baseline, cells: dict[str, dic
             scales[key] = norm(reference)
         error = relative_error(output, expected, scale=scales[key], scratch=expected is not reference)
         cells[key][probe.label] = Cell(error, collapsed=layout(reference, x).collapsed)
+        first = inputs[0] if inputs else None
+        if (error > tolerance and isinstance(first, torch.Tensor) and zero_padded(module)
+                and not any(label == probe.label for _, label in base.padded_inputs)):
+            base.padded_inputs[key, probe.label] = first.detach().clone()
 
     transformed = expected_output(x, x, probe)
     assert isinstance(transformed, torch.Tensor)  # the input always maps onto itself
@@ -273,7 +281,12 @@ def _explain(run: _Pass, first: tuple[str, Probe, Cell], base: _Baseline, tolera
     if run.graph is not None and isinstance(module, nn.Module):
         name = _graph_module_name(run, module) or name
     return explain(run.model, name, module, cell, probe, tolerance=tolerance, measure=_measure_layer(run, key),
-                   input_flat=key in base.flat_inputs)
+                   input_flat=key in base.flat_inputs, seen=_seen(run, base, key, probe))
+
+
+def _seen(run: _Pass, base: _Baseline, key: str, probe: Probe) -> SeenInput | None:
+    moved, reference = base.padded_inputs.get((key, probe.label)), base.outputs.get(key)
+    return None if moved is None or reference is None else SeenInput(moved, reference, run.spatial.x)
 
 
 def _graph_module_name(run: _Pass, module: nn.Module) -> str | None:

@@ -1,8 +1,11 @@
 """Why a layer breaks equivariance, in words -- checked against oracles where a guess could be wrong.
 
 * A zero-padded convolution under a shift that lands on its grid: is the error the padding (the
-  border sees zeros instead of wrapped content) or the stride? The oracle re-runs the model with
-  that convolution switched to ``padding_mode="circular"``: exact then, the padding it is.
+  border sees zeros instead of wrapped content) or the stride? The oracle runs that convolution
+  alone, switched to ``padding_mode="circular"``, on the input it saw under the probe and on that
+  input shifted back (the layers before it are equivariant: it is the first break; checked through
+  the layer's own output). Exact then, the padding it is. Where that check fails (a functional op
+  before the layer broke it), the whole model is re-run with the convolution switched.
 * A break first seen at a pointwise layer (dropout, a norm, an activation) happened before it, in
   functional code of the enclosing module's ``forward()``. Where that module holds position
   embeddings (ViT), the oracle zeroes them: exact then, they are the cause. The pointwise layer is
@@ -21,10 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from dldebug.checks.geometry import Cell, Probe
+from dldebug.checks.geometry import Cell, Probe, expected_output, relative_error
 from dldebug.checks.layers import CONVOLUTIONS, POOLING, Op
 
-__all__ = ["Cause", "Measure", "explain"]
+__all__ = ["Cause", "Measure", "SeenInput", "explain", "zero_padded"]
 
 # the error of one layer under one probe, measured on a variant of the model (None: not measurable)
 Measure = Callable[[nn.Module, Probe], float | None]
@@ -61,7 +64,10 @@ def _strided(module: nn.Module) -> int:
     return max(stride) if isinstance(stride, tuple) else int(stride)
 
 
-def _zero_padded(module: nn.Module) -> bool:
+def zero_padded(module: Op) -> bool:
+    """A convolution module with zero padding: a candidate for the circular-padding oracle."""
+    if not isinstance(module, nn.Module):
+        return False
     padding = getattr(module, "padding", 0)
     padded = padding == "same" or (any(p > 0 for p in padding) if isinstance(padding, tuple) else padding > 0)
     return (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and padded
@@ -81,14 +87,46 @@ def _variant(model: nn.Module, edit: Callable[[nn.Module], None]) -> nn.Module:
     return variant
 
 
-def _circular_oracle(model: nn.Module, name: str, probe: Probe, measure: Measure) -> float | None:
+@dataclass(frozen=True)
+class SeenInput:
+    """What a layer saw: its input under the probe, its output on the untransformed input, the model's input."""
+
+    moved: torch.Tensor
+    reference_output: torch.Tensor
+    x: torch.Tensor
+
+
+def _circular_oracle(model: nn.Module, name: str, probe: Probe, tolerance: float, measure: Measure,
+                     seen: SeenInput | None) -> float | None:
     def circular(variant: nn.Module) -> None:
         variant.get_submodule(name).padding_mode = "circular"  # type: ignore[assignment]
 
     try:
-        return measure(_variant(model, circular), probe)
+        local = None if seen is None else _layer_circular_oracle(model.get_submodule(name), probe, tolerance, seen)
+        return local if local is not None else measure(_variant(model, circular), probe)
     except Exception:  # e.g. a padding wider than the map: circular padding cannot run there
         return None
+
+
+def _layer_circular_oracle(module: nn.Module, probe: Probe, tolerance: float, seen: SeenInput) -> float | None:
+    """The error of ``module`` alone with circular padding, on its input under ``probe`` and that input shifted back.
+
+    None when the input shifted back is not the input of the untransformed pass (checked through the
+    layer's own output): something before the layer, outside any watched module, broke the property,
+    and only a run of the whole model can tell. ``forward`` is called directly, so hooks on the module
+    (and process-wide ones) do not see the oracle.
+    """
+    back = expected_output(seen.moved, seen.x, Probe(probe.transform, -probe.shift))
+    if not isinstance(back, torch.Tensor):
+        return None
+    layer = copy.deepcopy(module)
+    with torch.no_grad():
+        if relative_error(layer.forward(back), seen.reference_output) > tolerance:
+            return None
+        layer.padding_mode = "circular"  # type: ignore[assignment]
+        moved, reference = layer.forward(seen.moved), layer.forward(back)
+    expected = expected_output(reference, seen.x, probe)
+    return relative_error(moved, expected) if isinstance(expected, torch.Tensor) else None
 
 
 def _position_tables(model: nn.Module, parent: str) -> list[str]:
@@ -118,7 +156,7 @@ def _position_oracle(model: nn.Module, tables: list[str], probe: Probe, measure:
 
 
 def explain(model: nn.Module, name: str, module: Op | None, cell: Cell, probe: Probe, *, tolerance: float,
-            measure: Measure, input_flat: bool) -> Cause:
+            measure: Measure, input_flat: bool, seen: SeenInput | None = None) -> Cause:
     """The cause of the first break at layer ``name`` (its module, or a function name in fx graphs).
 
     Args:
@@ -130,6 +168,7 @@ def explain(model: nn.Module, name: str, module: Op | None, cell: Cell, probe: P
         tolerance: the error above which a layer counts as broken.
         measure: runs the probe on a variant of the model and returns this layer's error.
         input_flat: the layer's input already had no spatial axes.
+        seen: what the layer saw (a zero-padded convolution: the oracle then re-runs that layer alone).
     """
     if isinstance(module, str):
         return _function_cause(module, cell, probe)
@@ -141,7 +180,7 @@ def explain(model: nn.Module, name: str, module: Op | None, cell: Cell, probe: P
                      "for dense prediction drop the pooling or up-sample with skip connections (U-Net); "
                      "blur before sub-sampling (Zhang 2019) to reduce aliasing")
     if isinstance(module, CONVOLUTIONS) and not (cell.cannot and _strided(module) == 1):
-        return _conv_cause(model, name, module, cell, probe, tolerance, measure)
+        return _conv_cause(model, name, module, cell, probe, tolerance, measure, seen)
     if cell.cannot or module is None or _is_pointwise(module):
         return _before_cause(model, name, cell, probe, tolerance, measure)
     return Cause(f"{type(module).__name__} is not equivariant", "check this layer's operation")
@@ -152,11 +191,11 @@ def _parent(name: str) -> str:
 
 
 def _conv_cause(model: nn.Module, name: str, module: nn.Module, cell: Cell, probe: Probe, tolerance: float,
-                measure: Measure) -> Cause:
+                measure: Measure, seen: SeenInput | None) -> Cause:
     stride = _strided(module)
     evidence: dict[str, Any] = {}
-    if probe.transform == "translate" and cell.error is not None and _zero_padded(module):
-        circular = _circular_oracle(model, name, probe, measure)
+    if probe.transform == "translate" and cell.error is not None and zero_padded(module):
+        circular = _circular_oracle(model, name, probe, tolerance, measure, seen)
         evidence["circular_padding_error"] = circular
         if circular is not None and circular <= tolerance:
             return Cause(f"zero padding at the border (the map's edges see zeros, not the shifted content; with "

@@ -98,6 +98,9 @@ class _NodeRecorder(fx.Interpreter):
         self.calls: dict[str, int] = {}
 
     def run_node(self, n: fx.Node) -> Any:
+        inputs: tuple[Any, ...] = ()
+        if n.op == "call_module":  # a module's inputs, as forward hooks see them; functions get none
+            inputs = tuple(self.fetch_args_kwargs_from_env(n)[0])
         output = super().run_node(n)
         op: Op
         if n.op == "call_module":
@@ -109,7 +112,7 @@ class _NodeRecorder(fx.Interpreter):
             return output
         self.calls[name] = self.calls.get(name, 0) + 1
         key = name if self.calls[name] == 1 else f"{name}#{self.calls[name]}"
-        self.callback(key, name, op, (), output)
+        self.callback(key, name, op, inputs, output)
         return output
 
 
