@@ -1,6 +1,6 @@
 """Wrong-type, out-of-range and degenerate arguments of the compression API: one clear error each.
 
-Regression tests for /work/notes/crashes.md C6 (``layers=`` that is not a list of names) and C7
+Regression tests for docs/reliability.md, crashes C6 (``layers=`` that is not a list of names) and C7
 (0-d or zero-feature ``calib_data``), and for the sweep of every other public argument of
 compress_linear_layers, lowrank_linear and accuracy_vs_size (bools as numbers, NaN/inf, numpy
 scalars, callables that are not, NaN weights or inputs). The user's model is never modified.

@@ -1,6 +1,6 @@
 """Wrong-type, out-of-range and oversized arguments of the label check: one clear InputError each.
 
-Regression tests for /work/notes/crashes.md C4 (alpha), C5 (class-name lists) and C12 (a huge
+Regression tests for docs/reliability.md, crashes C4 (alpha), C5 (class-name lists) and C12 (a huge
 num_classes), and for the sweep of the other arguments (seed, num_classes, folder_classes' root,
 load_images' preprocessing). Legitimate large inputs (1,000 classes x 50,000 predictions) still work.
 """

@@ -1,7 +1,7 @@
 """Wrong-type and out-of-range arguments of the learning-rate tools: one clear error each, never a hang.
 
 The sweep of scale_lr, warmup, warmup_schedule, lr_plan and lr_range_test for the bug class of
-/work/notes/crashes.md C4-C7 (bools as numbers, NaN/inf, strings, 0-d tensors, objects that are not an
+docs/reliability.md, crashes C4-C7 (bools as numbers, NaN/inf, strings, 0-d tensors, objects that are not an
 optimizer or a model) and for sizes that hung (a warm-up of 2**40 steps laid out step by step).
 """
 

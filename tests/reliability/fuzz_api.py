@@ -436,7 +436,7 @@ def _optimizer(kind: str, model: nn.Module, lr: float) -> Any:
 
 
 def _check_preflight(case: dict[str, Any], _workdir: Path) -> None:
-    from dldebug.preflight import preflight  # not `from dldebug import`: see crashes.md C13
+    from dldebug.preflight import preflight  # not `from dldebug import`: see docs/reliability.md, C13
 
     model = case["model"]
     optimizer = _optimizer(case["optimizer"], model, case["lr"])

@@ -1,4 +1,4 @@
-"""Crashes the fuzzer found in modules this suite does not own, reported in /work/notes/crashes.md.
+"""Crashes the fuzzer found in modules this suite does not own, listed in docs/reliability.md.
 
 The CI sample still fails on any *other* crash; a target whose only crashes are listed here is
 marked xfail (not strict) with the entry, so the fix by the owning module turns it green.

@@ -178,7 +178,7 @@ TABLE: list[tuple[str, str, str]] = [
 ]
 
 
-#: Rows that exit 2 with one message, but a misleading one; reported to the owning module (crashes.md).
+#: Rows that exit 2 with one message, but a misleading one; reported to the owning module (docs/reliability.md).
 MISLEADING: dict[str, str] = {}  # rows whose message is known to mislead (none left)
 
 

@@ -34,7 +34,7 @@ def _sample(target: Target) -> None:
     assert not unknown, tally.summary()
     if tally.crashes:
         entries = sorted({KNOWN[target.name][s.rsplit(":", 1)[0]] for s in tally.crashes})
-        pytest.xfail(f"known crashes in another module, /work/notes/crashes.md {', '.join(entries)}")
+        pytest.xfail(f"known crashes in another module (docs/reliability.md) {', '.join(entries)}")
 
 
 @pytest.mark.parametrize("target", _params(LOG_TARGETS))
