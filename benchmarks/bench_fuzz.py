@@ -17,6 +17,7 @@ and the run goes on. A crash is anything but a correct result or a DldebugError 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -234,6 +235,9 @@ def main() -> None:
         worker = atheris_worker if args.engine == "atheris" else hypothesis_worker
         worker(args.worker, args.examples, args.seed, args.progress)
         return
+    if args.engine in ("atheris", "both") and importlib.util.find_spec("atheris") is None:
+        parser.error(f"--engine {args.engine} needs atheris, which is not installed: "
+                     ".venv/bin/pip install -c requirements/constraints.txt atheris (or --engine hypothesis)")
     targets = _targets()
     names = args.target or list(targets)
     results, start = [], time.perf_counter()
