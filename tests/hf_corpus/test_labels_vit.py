@@ -127,11 +127,23 @@ def test_a_model_fed_the_wrong_channels_is_one_clear_error(vit: TrainedViT) -> N
                                       "(3, 1, 32, 32): ValueError:")
 
 
-FACTORY = textwrap.dedent("""
+FACTORY = textwrap.dedent(f"""
     from dldebug.demo.tiny_hf import tiny_vit_classifier
 
     def build():
         return tiny_vit_classifier(num_labels=5)
+
+    def named(names):  # a checkpoint's config.id2label, as from_pretrained() brings it
+        model = build()
+        model.config.id2label = dict(enumerate(names))
+        model.config.label2id = {{name: i for i, name in enumerate(names)}}
+        return model
+
+    def build_training_names():
+        return named({TRAINING_ORDER!r})
+
+    def build_aligned_names():
+        return named({ALIGNED!r})
 """)
 
 
@@ -143,9 +155,9 @@ def cli_dir(vit: TrainedViT, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return tmp_path
 
 
-def run_cli(folder: Path, *extra: str) -> int:
-    return main(["labels", "vit_factory:build", str(folder), "--weights", "vit.pt", "--mean", str(MEAN), "--std",
-                 str(STD), *extra])
+def run_cli(folder: Path, *extra: str, factory: str = "build") -> int:
+    return main(["labels", f"vit_factory:{factory}", str(folder), "--weights", "vit.pt", "--mean", str(MEAN),
+                 "--std", str(STD), *extra])
 
 
 def test_cli_finds_and_writes_the_permutation(vit: TrainedViT, cli_dir: Path,
@@ -167,3 +179,30 @@ def test_cli_bad_output_exits_2(vit: TrainedViT, cli_dir: Path, capsys: pytest.C
     assert run_cli(vit.aligned, "--output", "hidden_states") == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "output='hidden_states' is not in the model's output" in err and "Traceback" not in err
+
+
+def test_cli_reads_the_models_class_names_from_config_id2label(vit: TrainedViT, cli_dir: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(vit.permuted, "--json", "--fail-on", "error", factory="build_training_names") == 1
+    captured = capsys.readouterr()
+    assert "config.id2label (5 names" in captured.err
+    findings = {f["check"]: f for f in json.loads(captured.out)["findings"]}
+    assert set(findings) == {"labels.permuted", "labels.order_mismatch"}  # the names say so too
+    corrected = findings["labels.order_mismatch"]["evidence"]["corrected_index_list"]
+    assert corrected == [TRAINING_ORDER.index(name) for name in sorted(TRAINING_ORDER)]
+
+
+def test_cli_is_silent_when_config_names_match_the_folders(vit: TrainedViT, cli_dir: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(vit.aligned, "--json", "--fail-on", "warning", factory="build_aligned_names") == 0
+    captured = capsys.readouterr()
+    assert "config.id2label" in captured.err and json.loads(captured.out)["findings"] == []
+
+
+def test_model_classes_file_overrides_config_id2label(vit: TrainedViT, cli_dir: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (cli_dir / "names.txt").write_text("\n".join(ALIGNED))
+    assert run_cli(vit.aligned, "--json", "--model-classes", "names.txt", "--fail-on", "warning",
+                   factory="build_training_names") == 0
+    captured = capsys.readouterr()
+    assert "config.id2label" not in captured.err and json.loads(captured.out)["findings"] == []

@@ -104,3 +104,43 @@ def test_bad_class_name_file(tmp_path, text: str, message: str) -> None:
     with pytest.raises(FileFormatError, match=f"{path}: " + message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace(".", r"\.")):
         read_class_names(path)
+
+
+# ---- model_class_names: a Hugging Face config's id2label ------------------------------------------------
+
+
+def _with_id2label(id2label: object) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(config=SimpleNamespace(id2label=id2label))
+
+
+@pytest.mark.parametrize(("id2label", "expected"), [
+    ({0: "cat", 1: "dog"}, ["cat", "dog"]),
+    ({"1": "dog", "0": "cat"}, ["cat", "dog"]),  # a JSON config: ids as strings, any order
+    ({0: "LABEL_0", 1: "dog"}, ["LABEL_0", "dog"]),  # one real name: the list means something
+    ({0: "LABEL_1", 1: "LABEL_0"}, ["LABEL_1", "LABEL_0"]),  # not the made-up order
+])
+def test_model_class_names_reads_id2label(id2label: object, expected: list[str]) -> None:
+    from dldebug.labels import model_class_names
+
+    assert model_class_names(_with_id2label(id2label)) == expected
+
+
+@pytest.mark.parametrize("id2label", [
+    {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"},  # what transformers makes up: says nothing
+    {}, None, "cat,dog", {0: "cat", 2: "dog"}, {1: "cat", 2: "dog"}, {0: "cat", "zero": "dog"}, {0: "cat", 1: 3},
+    {0: "cat", "0": "dog"},
+])
+def test_model_class_names_is_none_without_real_names(id2label: object) -> None:
+    from dldebug.labels import model_class_names
+
+    assert model_class_names(_with_id2label(id2label)) is None
+
+
+def test_model_class_names_of_a_plain_module_is_none() -> None:
+    import torch
+
+    from dldebug.labels import model_class_names
+
+    assert model_class_names(torch.nn.Linear(2, 3)) is None

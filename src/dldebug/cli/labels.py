@@ -33,7 +33,8 @@ def command(
     model: str = typer.Argument(..., help="'package.module:factory', a .pt2 archive or an .onnx file."),
     data_dir: Path = typer.Argument(..., help="Image-folder data set: one sub-folder of images per class."),
     model_classes: Path = typer.Option(None, "--model-classes", help="The model's class names in output order: "
-                                       "one per line, or a JSON list.", dir_okay=False),
+                                       "one per line, or a JSON list (default: a Hugging Face model's "
+                                       "config.id2label, where it holds real names).", dir_okay=False),
     weights: Path = WEIGHTS_OPTION,
     out: Path = typer.Option(None, "--out", help="Write the label mapping as JSON here (atomically).",
                              dir_okay=False),
@@ -55,7 +56,13 @@ def command(
     """Detect permuted, shifted or renamed class indices and recover the mapping."""
     from dldebug.cli.common import output_spec
     from dldebug.io import load_model, parse_shape
-    from dldebug.labels import check_label_alignment, predict_logits, read_class_names, scan_image_folder
+    from dldebug.labels import (
+        check_label_alignment,
+        model_class_names,
+        predict_logits,
+        read_class_names,
+        scan_image_folder,
+    )
 
     shape = None if size is None else parse_shape(size)
     if shape is not None and len(shape) != 2:
@@ -63,6 +70,11 @@ def command(
     names = None if model_classes is None else read_class_names(model_classes)
     folder = scan_image_folder(data_dir)
     loaded = load_model(model, weights=weights)
+    if names is None:
+        names = model_class_names(loaded)
+        if names is not None:
+            err_console.print(f"Model class names: the model's config.id2label ({len(names)} names; "
+                              "--model-classes overrides).")
     preprocess = {"size": shape, "grayscale": grayscale, "mean": _floats(mean, "mean"), "std": _floats(std, "std")}
     with Progress(TextColumn("[bold]predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dldebug.labels.alignment import LabelAlignment, check_label_alignment
 from dldebug.labels.folders import ImageFolder, folder_classes, load_images, predict_logits, scan_image_folder
-from dldebug.labels.names import NameComparison, compare_class_names, normalise_class_name, read_class_names
+from dldebug.labels.names import (
+    NameComparison,
+    compare_class_names,
+    model_class_names,
+    normalise_class_name,
+    read_class_names,
+)
 
 __all__ = [
     "ImageFolder",
@@ -20,6 +26,7 @@ __all__ = [
     "compare_class_names",
     "folder_classes",
     "load_images",
+    "model_class_names",
     "normalise_class_name",
     "predict_logits",
     "read_class_names",

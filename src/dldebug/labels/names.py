@@ -11,14 +11,16 @@ import json
 import re
 import unicodedata
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dldebug.errors import FileFormatError
 from dldebug.findings import Finding, Severity
 
-__all__ = ["NameComparison", "compare_class_names", "normalise_class_name", "read_class_names"]
+__all__ = ["NameComparison", "compare_class_names", "model_class_names", "normalise_class_name",
+           "read_class_names"]
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
 _PUNCTUATION = re.compile(r"[^\w ]")
@@ -128,6 +130,42 @@ def name_findings(comparison: NameComparison, dataset_classes: Sequence[str],
             lesson=9,
         ))
     return findings
+
+
+_DEFAULT_LABEL = re.compile(r"LABEL_(\d+)")  # the names a Hugging Face config makes up when it has none
+
+
+def model_class_names(model: Any) -> list[str] | None:
+    """The model's own class names in output order, from a Hugging Face ``config.id2label``; else None.
+
+    None too when the config holds only the names transformers makes up (``LABEL_0``, ``LABEL_1``, ...)
+    or ids that are not exactly ``0 .. n-1``: such a list says nothing about what each index means.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> model_class_names(SimpleNamespace(config=SimpleNamespace(id2label={1: "dog", 0: "cat"})))
+        ['cat', 'dog']
+        >>> model_class_names(SimpleNamespace(config=SimpleNamespace(id2label={0: "LABEL_0", 1: "LABEL_1"}))) is None
+        True
+    """
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if not isinstance(id2label, Mapping) or not id2label:
+        return None
+    by_index: dict[int, str] = {}
+    for key, name in id2label.items():
+        try:
+            index = int(key)  # JSON configs store the ids as strings
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(name, str) or index in by_index:
+            return None
+        by_index[index] = name
+    if sorted(by_index) != list(range(len(by_index))):
+        return None
+    names = [by_index[i] for i in range(len(by_index))]
+    if all((m := _DEFAULT_LABEL.fullmatch(n)) is not None and int(m.group(1)) == i for i, n in enumerate(names)):
+        return None
+    return names
 
 
 def read_class_names(path: str | Path) -> list[str]:
