@@ -176,3 +176,15 @@ def test_cli_audit_with_weights_and_an_input_file(factory_module: None, tmp_path
     save_file({"0.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
     assert main(["audit", "h4models:pooled", "--weights", "bad.safetensors"]) == 2
     assert "do not fit the model" in capsys.readouterr().err
+
+
+def test_task_inference_needs_an_output_grid_at_a_resolution_of_the_input() -> None:
+    from dldebug.checks.registry import _infer_task
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 32)
+    same = nn.Conv1d(8, 4, 3, padding=1)  # (2, 4, 32): the input's axis
+    halved = nn.Sequential(nn.Conv1d(8, 4, 3, padding=1), nn.MaxPool1d(2))  # (2, 4, 16)
+    vocab = nn.Sequential(nn.Flatten(), nn.Linear(8 * 32, 6 * 100), nn.Unflatten(1, (6, 100)))  # (2, 6, 100)
+    assert _infer_task(same, x, None) == _infer_task(halved, x, None) == "dense"
+    assert _infer_task(vocab, x, None) == "classification"

@@ -66,3 +66,25 @@ def test_planted_bugs_still_fail_check_model(corpus: Any, nets_images: torch.Ten
 @pytest.fixture
 def nets_images() -> torch.Tensor:
     return torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+def _tiny_whisper() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(
+        vocab_size=100, num_mel_bins=8, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=16,
+        max_target_positions=32, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=3)
+    return transformers.WhisperForConditionalGeneration(config).train()
+
+
+def test_a_sequence_to_sequence_model_is_not_judged_as_dense() -> None:
+    # Whisper's (N, T_dec, vocab) logits on (N, mel, frames) features keep three axes, but the vocabulary is
+    # no resolution of the audio frames: judged as dense, its zero-padded encoder conv was a false warning.
+    model = _tiny_whisper()
+    g = torch.Generator().manual_seed(0)
+    batch = {"input_features": torch.randn(4, 8, 32, generator=g), "labels": torch.randint(3, 100, (4, 6), generator=g)}
+    report = check_model(model, batch, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3))
+    assert report.meta["task"] == "classification"
+    assert [(f.check, f.message) for f in report.findings if f.severity >= Severity.WARNING] == []
+    assert "failed" not in {c.check: c.status for c in report.checks}.values()

@@ -180,7 +180,8 @@ def check_model(
         loss_fn: the training loss, e.g. ``nn.CrossEntropyLoss()``; None with a dict input holding
             ``labels``: the model computes its own loss (the over-fit check runs on ``outputs.loss``).
         task: ``"dense"`` or ``"classification"``; inferred from the output shape when None
-            (an output that keeps spatial axes, at any resolution, or a token grid, is dense). An
+            (an output that keeps spatial axes, at the input's size or a whole factor smaller or
+            larger, or a token grid, is dense). An
             inferred classifier that is not shift-invariant gets an info finding, not a warning:
             most CNN classifiers are not, and it is not a bug; pass ``task="classification"`` to
             hold the model to invariance.
@@ -230,9 +231,21 @@ def _infer_task(model: nn.Module, inputs: Any, output: OutputSpec) -> Task | Non
     x = SpatialInput.find(inputs).x
     out = select_output(raw, output, tool="check_model")
     where = layout(out, x)
-    if where.kind == "tokens" or (where.kind == "map" and any(d > 1 for d in where.grid)):
+    if where.kind == "tokens":
+        return "dense"
+    if where.kind == "map" and any(d > 1 for d in where.grid) and all(
+            _commensurate(d, int(s)) for d, s in zip(where.grid, x.shape[2:], strict=True)):
         return "dense"
     return "classification"
+
+
+def _commensurate(size: int, input_size: int) -> bool:
+    """An output axis of ``size`` can be the input's axis at another resolution (down- or up-sampled by a whole factor).
+
+    A sequence model's ``(N, T, vocab)`` logits on a ``(N, C, L)`` input keep three axes but hold no map of it:
+    a vocabulary of 100 is no resolution of 32 frames.
+    """
+    return size == 1 or size % input_size == 0 or input_size % size == 0
 
 
 def _require_values(inputs: Any) -> None:
