@@ -72,3 +72,41 @@ def test_break_even_arithmetic() -> None:
     for m, n in [(8, 8), (4096, 4096), (10, 64), (7, 3)]:
         t = max_useful_rank(m, n)
         assert t * (m + n) < m * n <= (t + 1) * (m + n)
+
+
+# ---- LowRankPair answers .weight / .bias like the layer it replaced ---------------------------------------
+
+
+def test_the_pair_answers_weight_and_bias_in_the_replaced_layers_layout() -> None:
+    import torch
+    from torch import nn
+
+    from dldebug.compress import lowrank_linear
+    from dldebug.compress.lowrank import LowRankPair
+
+    torch.manual_seed(0)
+    fc, conv = nn.Linear(8, 5), nn.Conv2d(8, 5, 1)
+    for layer in (fc, conv):
+        pair = lowrank_linear(layer, 5)
+        assert isinstance(pair, LowRankPair) and isinstance(pair, nn.Sequential)
+        assert pair.weight.shape == layer.weight.shape and torch.allclose(pair.weight, layer.weight, atol=1e-5)
+        assert torch.equal(pair.bias, pair[1].bias)
+        assert sorted(pair.state_dict()) == ["0.weight", "1.bias", "1.weight"]
+    assert (lowrank_linear(fc, 5).in_features, lowrank_linear(fc, 5).out_features) == (8, 5)
+
+
+def test_the_pair_weight_follows_training_and_carries_gradients() -> None:
+    import torch
+    from torch import nn
+
+    from dldebug.compress import lowrank_linear
+
+    torch.manual_seed(0)
+    pair = lowrank_linear(nn.Linear(6, 4), 3)
+    with torch.no_grad():
+        before = pair.weight
+        assert pair.weight is before  # cached outside autograd ...
+        pair[1].weight.mul_(2)
+        assert torch.allclose(pair.weight, 2 * before)  # ... until a factor changes
+    pair.weight.sum().backward()  # under autograd: a fresh product whose gradient reaches both factors
+    assert pair[0].weight.grad is not None and pair[1].weight.grad is not None

@@ -6,12 +6,17 @@ non-linearity between them. A 1x1 convolution is the same linear map applied
 at every pixel, so it becomes two 1x1 convolutions. transformers' ``Conv1D``
 (GPT-2's projections) computes ``x @ W + b`` with ``W`` stored ``(in, out)``: it
 is read through its transposed view and becomes two ``nn.Linear`` layers.
+
+The pair is a :class:`LowRankPair` (an ``nn.Sequential``) that still answers ``.weight`` and
+``.bias`` like the layer it replaced, because models read them outside the layer's own forward
+(T5's feed-forward checks ``self.wo.weight.dtype`` at every call).
 """
 
 from __future__ import annotations
 
 import math
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +27,51 @@ from dldebug.compress.svd import truncated_svd
 from dldebug.errors import InputError
 from dldebug.weights import is_hf_conv1d, linear_weight
 
-__all__ = ["break_even_rank", "check_finite_weights", "factorized_module", "is_factorizable", "layer_bias",
-           "layer_matrix", "layer_shape", "layer_weight", "lowrank_linear", "max_useful_rank"]
+__all__ = ["LowRankPair", "break_even_rank", "check_finite_weights", "factorized_module", "is_factorizable",
+           "layer_bias", "layer_matrix", "layer_shape", "layer_weight", "lowrank_linear", "max_useful_rank"]
+
+
+class LowRankPair(nn.Sequential):
+    """Two thin layers in place of one, answering ``.weight`` / ``.bias`` as the replaced layer did.
+
+    ``weight`` is the dense product in the replaced layer's layout (``(out, in)`` for ``nn.Linear``,
+    ``(in, out)`` for transformers' ``Conv1D``, ``(out, in, 1, 1)`` for a 1x1 conv), computed when read:
+    outside autograd it is cached until the factors change, under autograd it is recomputed so that
+    gradients reach the factors. The forward pass never uses it. ``state_dict`` keys are those of the
+    ``nn.Sequential`` (``0.weight``, ``1.weight``, ``1.bias``).
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module, *, layout: str) -> None:
+        super().__init__(first, second)
+        self.layout = layout  # "linear", "conv1d" (transformers Conv1D) or "conv2d"
+        self._cached: tuple[tuple[Any, ...], torch.Tensor] | None = None
+
+    @property
+    def in_features(self) -> int:
+        return int(layer_weight(self[0]).shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(layer_weight(self[1]).shape[0])
+
+    @property
+    def bias(self) -> torch.Tensor | None:  # type: ignore[override]
+        return layer_bias(self[1])
+
+    @property
+    def weight(self) -> torch.Tensor:
+        first, second = layer_weight(self[0]), layer_weight(self[1])
+        tracked = torch.is_grad_enabled() and (first.requires_grad or second.requires_grad)
+        cacheable = not tracked and not torch.compiler.is_compiling() and all(
+            type(t) in (torch.Tensor, nn.Parameter) for t in (first, second))  # never a traced (fake) tensor
+        key = (id(first), id(second), first._version, second._version, first.device, first.dtype)
+        if cacheable and self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        with torch.set_grad_enabled(tracked):
+            dense = second.flatten(1) @ first.flatten(1)  # (out, in)
+        shaped = {"conv1d": dense.T, "conv2d": dense[:, :, None, None]}.get(self.layout, dense)
+        self._cached = (key, shaped) if cacheable else None
+        return shaped
 
 
 def is_factorizable(module: nn.Module) -> bool:
@@ -95,7 +143,7 @@ def max_useful_rank(m: int, n: int) -> int:
     return math.ceil(m * n / (m + n)) - 1
 
 
-def factorized_module(module: nn.Module, first: torch.Tensor, second: torch.Tensor) -> nn.Sequential:
+def factorized_module(module: nn.Module, first: torch.Tensor, second: torch.Tensor) -> LowRankPair:
     """Two layers computing ``second @ first @ x + bias`` in place of ``module``.
 
     Args:
@@ -104,8 +152,8 @@ def factorized_module(module: nn.Module, first: torch.Tensor, second: torch.Tens
         second: the ``m x t`` weight of the second layer (gets the original bias).
 
     Returns:
-        ``nn.Sequential(first_layer, second_layer)`` on the module's device and dtype (two
-        ``nn.Linear`` for a linear layer or a ``Conv1D``, two 1x1 convs for a conv).
+        ``LowRankPair(first_layer, second_layer)`` (an ``nn.Sequential``) on the module's device and
+        dtype (two ``nn.Linear`` for a linear layer or a ``Conv1D``, two 1x1 convs for a conv).
     """
     weight, bias = layer_weight(module), layer_bias(module)
     rank = first.shape[0]
@@ -134,10 +182,11 @@ def factorized_module(module: nn.Module, first: torch.Tensor, second: torch.Tens
         new_bias = layer_bias(b)
         if bias is not None and new_bias is not None:
             new_bias.copy_(bias.detach())
-    return nn.Sequential(a, b).train(module.training)
+    layout = "conv2d" if isinstance(module, nn.Conv2d) else "conv1d" if is_hf_conv1d(module) else "linear"
+    return LowRankPair(a, b, layout=layout).train(module.training)
 
 
-def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
+def lowrank_linear(linear: nn.Module, rank: int) -> LowRankPair:
     """Replace ``linear`` by its rank-``rank`` truncated SVD: ``V_t^T`` then ``U_t S_t`` (+ bias).
 
     Uses the exact SVD (in float64 for layers up to ~4M weights), so at full rank
@@ -149,7 +198,8 @@ def lowrank_linear(linear: nn.Module, rank: int) -> nn.Sequential:
         rank: ``1 <= rank <= min(m, n)``.
 
     Returns:
-        ``nn.Sequential(Linear(n, t, bias=False), Linear(t, m))`` (two 1x1 convs for a conv).
+        ``LowRankPair(Linear(n, t, bias=False), Linear(t, m))``, an ``nn.Sequential`` (two 1x1 convs for a
+        conv).
 
     Raises:
         InputError: an unsupported layer, a rank out of range, or NaN/inf weights.
