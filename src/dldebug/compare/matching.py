@@ -237,9 +237,8 @@ def _fold_batchnorms(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[i
     for key, pair in list(pairs.items()):
         if pair.a.kind != "conv" or pair.b.kind != "conv" or pair.weights.startswith("same"):
             continue
-        k_a, k_b = pos_a[id(pair.a)] + 1, pos_b[id(pair.b)] + 1
-        bn_a = ra[k_a] if k_a < len(ra) and ra[k_a].kind == "batchnorm" and id(ra[k_a]) not in pairs else None
-        bn_b = rb[k_b] if k_b < len(rb) and rb[k_b].kind == "batchnorm" and id(rb[k_b]) not in used_b else None
+        bn_a = _batchnorm_after(ra, pos_a[id(pair.a)], lambda r: id(r) not in pairs)
+        bn_b = _batchnorm_after(rb, pos_b[id(pair.b)], lambda r: id(r) not in used_b)
         if bn_a is not None and bn_b is None:
             del pairs[key]
             weights, fold = _fold_evidence(_fold(pair.a, bn_a, pair.b), bn_in_a=True)
@@ -250,6 +249,33 @@ def _fold_batchnorms(ra: list[LayerRecord], rb: list[LayerRecord], pairs: dict[i
             weights, fold = _fold_evidence(_fold(pair.b, bn_b, pair.a), bn_in_a=False)
             pair.b, pair.weights, pair.note, pair.fold = bn_b, weights, f"b's {bn_b.name} folded into a's " \
                 f"{pair.a.name}", fold
+
+
+_FOLD_WINDOW = 16  # records after a conv searched for the BatchNorm reading its output (interleaved branches)
+
+
+def _batchnorm_after(records: list[LayerRecord], position: int, free: Callable[[LayerRecord], bool]
+                     ) -> LayerRecord | None:
+    """The unpaired BatchNorm that reads the output of the conv at ``position``, else None.
+
+    Found by its input (the conv's output, value for value): two branches may run their convs first and
+    their BatchNorms after (Keras lists ResNet50's ``0_conv, 3_conv, 0_bn, 3_bn``). Where inputs were not
+    captured, the record right after the conv, if it is a BatchNorm.
+    """
+    conv = records[position]
+    after = records[position + 1:position + 1 + _FOLD_WINDOW]
+    for record in after:
+        if record.kind == "batchnorm" and free(record) and _reads(record, conv):
+            return record
+    nxt = after[0] if after else None
+    unknown = nxt is not None and (nxt.input is None or conv.output is None)
+    return nxt if unknown and nxt is not None and nxt.kind == "batchnorm" and free(nxt) else None
+
+
+def _reads(layer: LayerRecord, source: LayerRecord) -> bool:
+    """``layer``'s input is ``source``'s output (the same values in the same framework)."""
+    x, y = layer.input, source.output
+    return x is not None and y is not None and x.shape == y.shape and bool(np.array_equal(x, y))
 
 
 def _fold(conv: LayerRecord, bn: LayerRecord, folded: LayerRecord) -> FoldCheck | None:
