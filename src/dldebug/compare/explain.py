@@ -206,6 +206,32 @@ def weight_layout(pair: LayerPair) -> Explanation | None:
                        "Load the same weights into both models (check the conversion script for this layer).")
 
 
+def parameters_differ(pair: LayerPair) -> Explanation | None:
+    """A BatchNorm, LayerNorm or affine pair whose parameters differ: name them and the channels (conv/dense:
+    :func:`weight_layout`)."""
+    if pair.a.kind in ("conv", "dense") or not pair.weights.startswith("differ"):
+        return None
+    differing = {}
+    for name, wa in pair.a.params.items():
+        wb = pair.b.params.get(name)
+        if wb is not None and wa.shape == wb.shape and not np.allclose(wa, wb, rtol=1e-5, atol=1e-6):
+            differing[name] = wa, wb
+    if not differing:
+        return None
+    parts, evidence = [], {}
+    for name, (wa, wb) in differing.items():
+        off = np.flatnonzero(~np.isclose(wa, wb, rtol=1e-5, atol=1e-6).reshape(len(wa), -1).all(axis=1)) \
+            if wa.ndim else np.array([], dtype=int)
+        channels = f" at channel(s) {off[:8].tolist()}{' ...' if len(off) > 8 else ''}" if wa.ndim == 1 else ""
+        parts.append(f"{name}{channels} (max |diff| {float(np.abs(wa - wb).max()):.3g})")
+        evidence[f"{name}_max_abs_diff"] = float(np.abs(wa - wb).max())
+        if wa.ndim == 1:
+            evidence[f"{name}_channels"] = off[:20].tolist()
+    return Explanation("weights.differ", f"{pair.b.name}'s parameters differ from {pair.a.name}'s: "
+                       f"{'; '.join(parts)}.", {**_names(pair), **evidence},
+                       "Load the same weights into both models (check the conversion script for this layer).")
+
+
 def avgpool_padding(pair: LayerPair) -> Explanation | None:
     if pair.a.kind != "avgpool" or pair.b.kind != "avgpool":
         return None
@@ -253,7 +279,7 @@ def recurrent_gates(pair: LayerPair) -> Explanation | None:
 
 RULES: tuple[Callable[[LayerPair], Explanation | None], ...] = (
     batchnorm_eps, folded_batchnorm, layernorm_eps, gelu_approximation, leaky_relu_slope, same_padding, flatten_order,
-    weight_layout, avgpool_padding, resize_coordinates, recurrent_gates, batchnorm_momentum,
+    weight_layout, parameters_differ, avgpool_padding, resize_coordinates, recurrent_gates, batchnorm_momentum,
 )
 
 

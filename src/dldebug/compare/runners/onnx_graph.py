@@ -258,8 +258,9 @@ class OnnxGraph:
         attrs = _attributes(node)
         op = node.op_type
         if op == "BatchNormalization":
-            # ONNX momentum weights the running value, like Keras; convert to PyTorch's convention
-            return {"eps": float(attrs.get("epsilon", 1e-5)), "momentum": 1.0 - float(attrs.get("momentum", 0.9))}
+            # no momentum: an ONNX graph runs inference only (exporters leave the attribute out, and its
+            # default would invent a training setting for a BatchNorm-momentum finding)
+            return {"eps": float(attrs.get("epsilon", 1e-5))}
         if op == "LayerNormalization":
             return {"eps": float(attrs.get("epsilon", 1e-5))}
         if op == "LeakyRelu":
