@@ -102,8 +102,9 @@ def best_view(x: np.ndarray, source: Layout, target: Layout, like: np.ndarray,
     if not candidates and x.ndim >= 3:
         # a graph that runs part of itself in the other layout (tf2onnx: NHWC ops around NCHW convs, in
         # either export) labels every tensor with one layout; a shape that only fits moved channels is that
-        moved = [(f"{s}->{t} (in the graph)", convert_layout(x, s, t))
-                 for s, t in (("channels_first", "channels_last"), ("channels_last", "channels_first"))]
+        pairs: tuple[tuple[Layout, Layout], ...] = (("channels_first", "channels_last"),
+                                                    ("channels_last", "channels_first"))
+        moved = [(f"{s}->{t} (in the graph)", convert_layout(x, s, t)) for s, t in pairs]
         candidates = [(n, v) for n, v in moved if v.shape == like.shape]
     if not candidates:
         candidates = [(f"{n}, squeezed", v.reshape(like.shape)) for n, v in all_views
