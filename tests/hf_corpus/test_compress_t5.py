@@ -11,8 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-transformers = pytest.importorskip("transformers")
-
 from dldebug.cli.app import main
 from dldebug.compress import compress_linear_layers, lowrank_linear
 from dldebug.compress.compress_layers import replace_layer
@@ -20,6 +18,8 @@ from dldebug.compress.lowrank import LowRankPair
 from dldebug.findings import Severity
 from dldebug.io import load_model
 from dldebug.weights import unique_parameter_count
+
+transformers = pytest.importorskip("transformers")
 
 
 def tiny_t5() -> nn.Module:

@@ -33,17 +33,26 @@ class HookedExtractor(nn.Module):
     """Runs the model until ``layer`` has produced its output, then stops (models fx cannot trace).
 
     The forward hook raises a private exception that unwinds the rest of the model's forward, so
-    no computation after the layer runs. Weights are shared with the wrapped model.
+    no computation after the layer runs. A layer the forward pass calls several times (ALBERT's
+    shared layer group) gives the output of its *last* call: the first forward pass runs to the end
+    to count the calls, later ones stop at that call. Weights are shared with the wrapped model.
     """
 
     def __init__(self, model: nn.Module, layer: str) -> None:
         super().__init__()
         self.model = model
         self.layer = layer
+        self.calls: int | None = None  # how often one forward pass calls the layer (known after the first)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        seen: list[Any] = []
+
         def stop(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            raise _EarlyExit(output)
+            seen[:] = [output]
+            count = getattr(stop, "count", 0) + 1
+            stop.count = count  # type: ignore[attr-defined]
+            if self.calls is not None and count >= self.calls:
+                raise _EarlyExit(output)
 
         handle = self.model.get_submodule(self.layer).register_forward_hook(stop)
         try:
@@ -52,6 +61,9 @@ class HookedExtractor(nn.Module):
             return exit_.output
         finally:
             handle.remove()
+        if seen:
+            self.calls = getattr(stop, "count", 1)
+            return seen[0]
         raise InputError(f"Layer {self.layer!r} was not called during the model's forward pass, so it has no "
                          "output to extract; choose a layer the forward pass uses.")
 
@@ -127,7 +139,8 @@ class _CutTracer(fx.Tracer):
 
 def _fx_extractor(model: nn.Module, layer: str) -> fx.GraphModule:
     graph = _CutTracer(layer).trace(model)
-    target = next((n for n in graph.nodes if n.op == "call_module" and n.target == layer), None)
+    calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
+    target = calls[-1] if calls else None  # a shared layer: its last call
     if target is None:
         raise LookupError(f"{layer} is not called in the traced graph")
     for node in list(graph.nodes):
@@ -158,7 +171,11 @@ def _blocks(model: nn.Module) -> list[str]:
 
 
 def _ordered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's units in registration order: leaf modules, with each repeated block as one unit."""
+    """The model's units in registration order: leaf modules, with each repeated block as one unit.
+
+    Registration order is call order except around a stack of blocks, where a norm may be registered
+    on the wrong side of it (:func:`_norms_in_call_order`).
+    """
     blocks = _blocks(model)
     units: list[tuple[str, nn.Module]] = []
     for name, module in leaf_modules(model):
@@ -169,7 +186,46 @@ def _ordered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             units.append((name, module))
         elif not units or units[-1][0] != block:
             units.append((block, model.get_submodule(block)))
+    return _norms_in_call_order(units, blocks)
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """A normalisation layer: torch's, or a model's own (``T5LayerNorm``, ``LlamaRMSNorm``)."""
+    return isinstance(module, _KEPT_AFTER_BLOCKS) or (
+        not _is_block(module) and type(module).__name__.endswith(("Norm", "LayerNorm", "RMSNorm")))
+
+
+def _norms_in_call_order(units: list[tuple[str, nn.Module]], blocks: list[str]) -> list[tuple[str, nn.Module]]:
+    """Move a stack's final norm registered before its blocks (OPT's ``decoder.final_layer_norm``) after them,
+    and an embedding norm registered after them (BART's ``decoder.layernorm_embedding``) before them.
+
+    Both are siblings of the stack, named for what they do ("final", "ln_f"; "embed"): the forward pass
+    calls them after and before the blocks whatever their registration order.
+    """
+    stacks = dict.fromkeys(b.rpartition(".")[0] for b in blocks)
+    for stack in stacks:
+        parent = stack.rpartition(".")[0]
+        names = [n for n, _ in units]
+        inside = [i for i, n in enumerate(names) if n.rpartition(".")[0] == stack and n in blocks]
+        if not inside:
+            continue
+        first, last = inside[0], inside[-1]
+        moved_after = [u for i, u in enumerate(units) if i < first and _sibling_norm(u, parent, ("final", "ln_f"))]
+        moved_before = [u for i, u in enumerate(units) if i > last and _sibling_norm(u, parent, ("embed",))]
+        if not moved_after and not moved_before:
+            continue
+        kept = [u for u in units if u not in moved_after and u not in moved_before]
+        block_names = {names[i] for i in inside}
+        at_first = next(i for i, (n, _) in enumerate(kept) if n in block_names)
+        at_last = max(i for i, (n, _) in enumerate(kept) if n in block_names)
+        units = kept[:at_first] + moved_before + kept[at_first:at_last + 1] + moved_after + kept[at_last + 1:]
     return units
+
+
+def _sibling_norm(unit: tuple[str, nn.Module], parent: str, words: tuple[str, ...]) -> bool:
+    name, module = unit
+    owner, _, leaf = name.rpartition(".")
+    return owner == parent and _is_norm(module) and any(w in leaf.lower() for w in words)
 
 
 def _is_block(module: nn.Module) -> bool:
@@ -215,12 +271,12 @@ def _cut_index(model: nn.Module, num_classes: int | None) -> tuple[list[tuple[st
                        default=-1)
     last_block = max((i for i, (_, m) in enumerate(layers[:end]) if _is_block(m)), default=-1)
     after = layers[last_block + 1:end]
-    if last_block >= 0 and all(not isinstance(m, _SPATIAL) or isinstance(m, (*POOLING, *_KEPT_AFTER_BLOCKS))
+    if last_block >= 0 and all(not isinstance(m, _SPATIAL) or isinstance(m, POOLING) or _is_norm(m)
                                for _, m in after):
         # a stack of blocks (transformer layers, ResNet stages): cut after the last block and its final norm,
         # before the pooler and the head (a pooling layer before a head is kept); a backbone cuts at its last block
         cut = last_block
-        while cut + 1 < end and (isinstance(layers[cut + 1][1], _KEPT_AFTER_BLOCKS) or (
+        while cut + 1 < end and (_is_norm(layers[cut + 1][1]) or (
                 output is not None and isinstance(layers[cut + 1][1], POOLING))):
             cut += 1
         return layers, cut, output
