@@ -49,11 +49,26 @@ def _all_inputs(args: tuple[Any, ...]) -> list[np.ndarray]:
     return [_array(a) for a in args if isinstance(a, torch.Tensor)]
 
 
+_NORM_KINDS = frozenset({"batchnorm", "layernorm"})
+
+
 def kind_of(module: nn.Module) -> str:
-    """The normalised kind of a module (transformers' ``Conv1D`` is a dense layer, ``ReLU6`` is ``relu6``)."""
+    """The normalised kind of a module (transformers' ``Conv1D`` is a dense layer, ``ReLU6`` is ``relu6``).
+
+    A subclass of a torch norm (ConvNeXt's ``ConvNextLayerNorm(nn.LayerNorm)``) is that norm: its weight and
+    bias mean what the base class's do, whatever layout its forward handles. Other subclasses (a LoRA
+    ``Linear``) may compute something else with the same weights and stay ``"other"``.
+    """
     if is_hf_conv1d(module):
         return "dense"
-    return KIND_OF_TORCH.get(type(module).__name__, "other")
+    kind = KIND_OF_TORCH.get(type(module).__name__)
+    if kind is not None:
+        return kind
+    for base in type(module).__mro__[1:]:
+        base_kind = KIND_OF_TORCH.get(base.__name__)
+        if base_kind in _NORM_KINDS and base.__module__.startswith("torch.nn"):
+            return base_kind
+    return "other"
 
 
 def _config(module: nn.Module) -> dict[str, Any]:
