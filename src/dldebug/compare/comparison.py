@@ -112,9 +112,13 @@ class Comparison:
     @property
     def between(self) -> tuple[str, str, list[str]] | None:
         """``(last agreeing layer, first divergent layer, unpaired layers between)`` when the divergence starts
-        in a stretch of layers that were not compared, else None."""
+        in a stretch of layers that were not compared, else None.
+
+        None too when the first divergent pair's own weights differ: that explains the divergence where it is,
+        whatever was not compared before it (a planted row of the final Linear after an unpaired Flatten).
+        """
         first = self.first_divergence
-        if first is None or not first.unpaired_before:
+        if first is None or not first.unpaired_before or first.weights.startswith("differ"):
             return None
         position = self.rows.index(first)
         before = self.rows[position - 1].layer_a if position else "<input>"

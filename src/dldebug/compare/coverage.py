@@ -18,7 +18,7 @@ from dldebug.compare.records import Capture, LayerRecord, family
 __all__ = ["Coverage", "measure_coverage", "unpaired_between"]
 
 _PLUMBING = frozenset({"other"})
-_NO_OPS = frozenset({"dropout", "identity"})
+_NO_OPS = frozenset({"dropout", "identity", "flatten"})  # cannot change a value (a flatten only re-orders)
 
 
 @dataclass(frozen=True)
