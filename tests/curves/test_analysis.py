@@ -313,3 +313,49 @@ def test_real_digits_with_learning_rate_zero_is_stuck(digits) -> None:
     history = train_digits(DigitsCNN(width=4), subset, epochs=4, lr=0.0, batch_size=32)
     assert len(history.losses) == 40
     assert checks(diagnose_curve(history.losses, history.steps)) == ["loss.stuck"]
+
+
+# ---- loss.stuck is an error only where the curve cannot be a healthy one ----------------------------------
+
+
+def test_a_slow_steady_fall_is_info_not_a_stuck_error() -> None:
+    # a short run at a small learning rate (the tiny ViT at lr 1e-4 for 150 HF steps): a fall far inside the
+    # noise band, but steady over 150 points
+    rng = np.random.default_rng(0)
+    slow = 2.31 - 0.00015 * np.arange(150) + 0.02 * rng.standard_normal(150)  # t of the slope about -4
+    stuck = diagnose_curve(slow).get("loss.stuck")
+    assert stuck is not None and stuck.severity.value == "info" and stuck.evidence["trend_t"] < -3
+    assert "steadily" in stuck.message and "may only look stuck" in stuck.message
+
+
+def test_a_long_flat_run_stays_an_error_and_lr_zero_is_named() -> None:
+    rng = np.random.default_rng(1)
+    flat = 2.3 + 0.02 * rng.standard_normal(150)
+    assert diagnose_curve(flat).get("loss.stuck").severity.value == "error"
+    short_at_zero = diagnose_curve(flat[:20], lr=np.zeros(20)).get("loss.stuck")
+    assert short_at_zero.severity.value == "error" and "learning rate was 0" in short_at_zero.message
+
+
+def test_an_epoch_level_metric_that_converged_before_its_first_point_is_info() -> None:
+    val_acc = [0.838, 0.852, 0.865, 0.889, 0.886, 0.899, 0.879, 0.882, 0.872, 0.896, 0.892, 0.909]
+    stuck = diagnose_curve(val_acc, name="val_acc", mode="max").get("loss.stuck")
+    assert stuck is not None and stuck.severity.value == "info"  # steadily rising (t 3.8), and only 12 points
+    assert not diagnose_curve(val_acc, name="val_acc", mode="max").filter(min_severity="warning")
+
+
+def test_a_short_flat_epoch_log_is_info_and_says_why() -> None:
+    rng = np.random.default_rng(2)
+    stuck = diagnose_curve(0.44 + 0.04 * rng.standard_normal(15), name="val_loss").get("loss.stuck")
+    assert stuck is not None and stuck.severity.value == "info" and "15 points" in stuck.message
+
+
+def test_a_blowup_that_comes_back_only_to_its_start_is_an_error() -> None:
+    # HF DistilBERT at AdamW lr 1.0: 0.69 -> 217 -> 951 in four steps, then chance level (0.69) to the end
+    rng = np.random.default_rng(3)
+    losses = np.concatenate([[0.69, 0.7, 217.0, 400.0, 951.0, 300.0, 40.0, 5.0],
+                             0.69 + 0.02 * rng.standard_normal(142)])
+    blowup = diagnose_curve(losses).get("loss.blowup")
+    assert blowup is not None and blowup.severity.value == "error"
+    assert "never trained below its start" in blowup.message
+    trained = np.concatenate([losses[:8], 0.69 * np.exp(-np.arange(142) / 40) + 0.02])  # trains after the jump
+    assert not diagnose_curve(trained).has("loss.blowup")

@@ -132,6 +132,8 @@ def _detect(binned: BinnedCurve, normalised: np.ndarray, values: np.ndarray, mod
     if diverging is None and oscillation is None and collapse is None:
         stuck = det.detect_stuck(shape)
         if stuck is not None:
+            if lr is not None and len(lr) == shape.size and np.isfinite(lr).all() and float(np.max(np.abs(lr))) <= 0.0:
+                stuck = dataclasses.replace(stuck, notes={**stuck.notes, "lr_zero": "yes"})
             found.append(stuck)
     if not any(d.check == "loss.stuck" for d in found):
         plateau = _plateau(shape, lr)

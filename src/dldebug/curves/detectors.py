@@ -195,7 +195,26 @@ def detect_stuck(shape: CurveShape) -> Detection | None:
         return None  # a few points falling clearly beyond their noise: too early to call it stuck
     return Detection("loss.stuck", 0, shape.size - 1,
                      levels={"start_level": shape.start_level, "end_level": shape.end_level,
-                             "threshold": threshold, "best_level": float(np.min(shape.trend))})
+                             "threshold": threshold, "best_level": float(np.min(shape.trend))},
+                     numbers={"points": shape.size, "trend_t": _trend_t(shape.y)})
+
+
+def _trend_t(y: np.ndarray) -> float:
+    """The t statistic of the least-squares slope of ``y`` against its index (negative: it improves).
+
+    A steady fall far smaller than the run's noise band (a short run at a small learning rate) is still
+    significant over many points; a flat loss with batch noise (lr 0, frozen weights) is not.
+    """
+    n = len(y)
+    if n < 8:
+        return 0.0
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    slope = float(np.dot(x, y - y.mean()) / np.dot(x, x))
+    residual = y - y.mean() - slope * x
+    spread = float(np.sqrt(np.dot(residual, residual) / (n - 2) / np.dot(x, x)))
+    if spread == 0.0:
+        return 0.0 if slope == 0.0 else float(np.sign(slope)) * float("inf")
+    return slope / spread
 
 
 def detect_collapse(shape: CurveShape, raw: np.ndarray, first_index: np.ndarray) -> Detection | None:

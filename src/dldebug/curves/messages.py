@@ -65,17 +65,46 @@ def _diverging(e: dict[str, Any], name: str, mode: str) -> Finding:
     )
 
 
+#: A steady improvement this significant (t of the slope) is slow progress, not a stuck run.
+STEADY_TREND_T = 3.0
+#: Fewer points than this cannot tell a stuck run from one that converged before its first logged point.
+STUCK_MIN_POINTS = 50
+
+
+def stuck_severity(e: dict[str, Any]) -> Severity:
+    """Error for a long flat run (or one at lr 0); info where the curve itself says it may be healthy.
+
+    Info when the metric improves steadily though slowly (the slope's t statistic beyond
+    ``STEADY_TREND_T``: a short run at a small learning rate), or when it has fewer than
+    ``STUCK_MIN_POINTS`` points (epoch-level logs: a run that converged before its first point looks
+    the same). A learning rate of 0 throughout is an error whatever the curve.
+    """
+    if e.get("lr_zero"):
+        return Severity.ERROR
+    if float(e.get("trend_t", 0.0)) <= -STEADY_TREND_T or int(e.get("points", STUCK_MIN_POINTS)) < STUCK_MIN_POINTS:
+        return Severity.INFO
+    return Severity.ERROR
+
+
 def _stuck(e: dict[str, Any], name: str, mode: str) -> Finding:
     change = "fall" if mode == "min" else "rise"
-    return Finding(
-        "loss.stuck", Severity.ERROR,
-        f"{name} is stuck: no meaningful {change} from its starting level {_g(e['start_level'])} between steps "
-        f"{e['start_step']} and {e['end_step']} (it ended at {_g(e['end_level'])}; the noise called for a "
-        f"{change} of at least {_g(e['threshold'])}). An early plateau (lesson 2) may still break: if the model "
-        "over-fits one small batch, keep training or start from pretrained low-level features; if it cannot, "
-        "it is truly stuck.",
-        e, fix=_STUCK_FIX, lesson=3,
-    )
+    severity = stuck_severity(e)
+    verdict = "is stuck" if severity is Severity.ERROR else "may only look stuck"
+    head = (f"{name} {verdict}: no meaningful {change} from its starting level {_g(e['start_level'])} between steps "
+            f"{e['start_step']} and {e['end_step']} (it ended at {_g(e['end_level'])}; the noise called for a "
+            f"{change} of at least {_g(e['threshold'])}).")
+    if e.get("lr_zero"):
+        tail = " The learning rate was 0 throughout: nothing can train."
+    elif float(e.get("trend_t", 0.0)) <= -STEADY_TREND_T:
+        tail = (f" It does {change} steadily, though slowly (slope t = {abs(float(e['trend_t'])):.1f}): more steps, "
+                "or a larger learning rate, not a bug so far; an early plateau (lesson 2) looks like this.")
+    elif int(e.get("points", STUCK_MIN_POINTS)) < STUCK_MIN_POINTS:
+        tail = (f" With {e['points']} points (epoch-level logging?) a run that {'fell' if mode == 'min' else 'rose'} "
+                "before its first logged point looks the same: log every few steps from step 0 to tell.")
+    else:
+        tail = (" An early plateau (lesson 2) may still break: if the model over-fits one small batch, keep "
+                "training or start from pretrained low-level features; if it cannot, it is truly stuck.")
+    return Finding("loss.stuck", severity, head + tail, e, fix=_STUCK_FIX, lesson=3)
 
 
 _PLATEAU_FIX = ("Nothing is broken. To shorten the plateau, start from pretrained low-level features, check the "
@@ -183,6 +212,9 @@ def _blowup(e: dict[str, Any], name: str, mode: str) -> Finding:
     if recovered:
         message += (f"; it stayed above 3x its start until step {e['end_step']} "
                     f"({round(100 * float(e['high_share']))}% of the run) before it came back.")
+    elif float(e["settled_factor"]) < 1.5:
+        message += (f", and came back only to {_g(e['settled_level'])}, {e['settled_factor']:.3g}x where it began, "
+                    "by the end of the run: after the blow-up it never trained below its start.")
     else:
         message += (f", and settled at {_g(e['settled_level'])}, {e['settled_factor']:.3g}x where it began, "
                     "by the end of the run: it never recovered.")
