@@ -28,7 +28,7 @@ EARLY_FRACTION = 0.05
 EARLY_STEPS = 5
 #: The starting level is the median of at most this many points just before the jump.
 BASELINE_POINTS = 21  # odd: a running median window has an exact middle
-#: A loss that ends at least this many times above its starting level never came back: an error.
+#: A loss that ends at least this many times above its starting level never came back (the message says so).
 NOT_RECOVERED_FACTOR = 1.5
 #: A loss that came back only this close to its start (or higher) after the jump never trained below where it
 #: began: a blow-up that wasted the run, however quickly it came back (HF DistilBERT at lr 1: 0.69 -> 951 -> 0.69).
@@ -56,8 +56,7 @@ class Blowup:
     @property
     def recovered(self) -> bool:
         """Whether the loss came back below its starting level by the end of the run (it trained after the jump)."""
-        return self.settled_level < NO_PROGRESS_FACTOR * self.start_level or (
-            self.settled_level < NOT_RECOVERED_FACTOR * self.start_level and self.high_share >= SLOW_RECOVERY_SHARE)
+        return self.settled_level < NO_PROGRESS_FACTOR * self.start_level
 
 
 def detect_blowup(values: np.ndarray, binned: BinnedCurve, *, scale: float = 1.0,
@@ -86,7 +85,7 @@ def detect_blowup(values: np.ndarray, binned: BinnedCurve, *, scale: float = 1.0
     if settled < NO_PROGRESS_FACTOR * start and high_share < SLOW_RECOVERY_SHARE and not oscillating:
         return None  # it came back quickly and trained below its start: a transient, not a blow-up
     peak = index + int(np.argmax(values[index:]))
-    recovered = n - 1 if settled >= NO_PROGRESS_FACTOR * start and high_share < SLOW_RECOVERY_SHARE else min(
+    recovered = n - 1 if settled >= NO_PROGRESS_FACTOR * start else min(
         n - 1, int(binned.first_index[high_bins]) + binned.bin_size - 1)
     return Blowup(jump_index=index, peak_index=peak, recovered_index=recovered, start_level=start,
                   jump_level=level, peak_level=float(values[peak]), settled_level=settled,

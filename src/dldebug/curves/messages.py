@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from dldebug.curves.blowup import NOT_RECOVERED_FACTOR
 from dldebug.curves.detectors import Detection
 from dldebug.findings import Finding, Severity
 
@@ -212,7 +213,7 @@ def _blowup(e: dict[str, Any], name: str, mode: str) -> Finding:
     if recovered:
         message += (f"; it stayed above 3x its start until step {e['end_step']} "
                     f"({round(100 * float(e['high_share']))}% of the run) before it came back.")
-    elif float(e["settled_factor"]) < 1.5:
+    elif float(e["settled_factor"]) < NOT_RECOVERED_FACTOR:
         message += (f", and came back only to {_g(e['settled_level'])}, {e['settled_factor']:.3g}x where it began, "
                     "by the end of the run: after the blow-up it never trained below its start.")
     else:
