@@ -188,3 +188,19 @@ def hf_onnx(hf_models: dict[str, nn.Module], tokens: dict[str, torch.Tensor]) ->
                 cache[name, exporter] = onnx.load_from_string(buffer.getvalue())
         return cache[name, exporter]
     return get
+
+
+@pytest.fixture
+def scale_row() -> Any:
+    """``scale_row(proto, name, row, factor)``: plant a bug in an ONNX model, row ``row`` of initializer ``name``
+    times ``factor`` (in place). A fixture: pytest's importlib mode cannot import conftest as a module."""
+    return _scale_row
+
+
+def _scale_row(proto: Any, name: str, row: int, factor: float) -> None:
+    from onnx import numpy_helper
+
+    tensor = next(t for t in proto.graph.initializer if t.name == name)
+    array = numpy_helper.to_array(tensor).copy()
+    array[row] *= factor
+    tensor.CopyFrom(numpy_helper.from_array(array, name))

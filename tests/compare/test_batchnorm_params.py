@@ -4,6 +4,7 @@ and a planted BatchNorm scale is blamed on the weights, with the channel."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,20 +37,15 @@ def test_no_momentum_finding_against_an_onnx_batchnorm(keras_port: tuple[object,
     assert result and not [f.check for f in result.report.findings if "momentum" in f.message.lower()]
 
 
-def test_a_planted_batchnorm_scale_is_blamed_on_the_weights(keras_port: tuple[object, Path]) -> None:
+def test_a_planted_batchnorm_scale_is_blamed_on_the_weights(keras_port: tuple[object, Path], scale_row: Any) -> None:
     import onnx
-    from onnx import numpy_helper
 
     from dldebug import compare_models
 
     model, path = keras_port
     proto = onnx.load(str(path))
     bn = next(n for n in proto.graph.node if n.op_type == "BatchNormalization")
-    for index, tensor in enumerate(proto.graph.initializer):
-        if tensor.name == bn.input[1]:  # the scale (gamma)
-            gamma = numpy_helper.to_array(tensor).copy()
-            gamma[2] *= 1.5
-            proto.graph.initializer[index].CopyFrom(numpy_helper.from_array(gamma, tensor.name))
+    scale_row(proto, bn.input[1], 2, 1.5)  # the scale (gamma)
     result = compare_models(model, proto)
     diverged = result.report.get("compare.diverged")
     assert not result and diverged is not None and diverged.evidence["layer_a"] == "pre_bn"
