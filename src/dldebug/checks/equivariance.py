@@ -56,8 +56,9 @@ class _Baseline:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     modules: dict[str, Op] = field(default_factory=dict)
     flat_inputs: set[str] = field(default_factory=set)  # layers whose input had no spatial axes left
-    # per probe, the input of its first zero-padded convolution over the tolerance (the circular-padding oracle)
-    padded_inputs: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    # per probe label, (layer key, input) of its first zero-padded convolution over the tolerance (the
+    # circular-padding oracle's input)
+    padded_inputs: dict[str, tuple[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def probe_equivariance(
@@ -199,8 +200,8 @@ def _probed_pass(run: _Pass, probe: Probe, base: _Baseline, cells: dict[str, dic
         cells[key][probe.label] = Cell(error, collapsed=layout(reference, x).collapsed)
         first = inputs[0] if inputs else None
         if (error > tolerance and isinstance(first, torch.Tensor) and zero_padded(module)
-                and not any(label == probe.label for _, label in base.padded_inputs)):
-            base.padded_inputs[key, probe.label] = first.detach().clone()
+                and probe.label not in base.padded_inputs):
+            base.padded_inputs[probe.label] = key, first.detach().clone()
 
     transformed = expected_output(x, x, probe)
     assert isinstance(transformed, torch.Tensor)  # the input always maps onto itself
@@ -285,8 +286,10 @@ def _explain(run: _Pass, first: tuple[str, Probe, Cell], base: _Baseline, tolera
 
 
 def _seen(run: _Pass, base: _Baseline, key: str, probe: Probe) -> SeenInput | None:
-    moved, reference = base.padded_inputs.get((key, probe.label)), base.outputs.get(key)
-    return None if moved is None or reference is None else SeenInput(moved, reference, run.spatial.x)
+    padded, reference = base.padded_inputs.get(probe.label), base.outputs.get(key)
+    if padded is None or padded[0] != key or reference is None:
+        return None
+    return SeenInput(padded[1], reference, run.spatial.x)
 
 
 def _graph_module_name(run: _Pass, module: nn.Module) -> str | None:

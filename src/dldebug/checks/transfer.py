@@ -45,12 +45,13 @@ class HookedExtractor(nn.Module):
         self.calls: int | None = None  # how often one forward pass calls the layer (known after the first)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        seen: list[Any] = []
+        seen: list[Any] = []  # the layer's output at each call so far, the last one kept
+        count = 0
 
         def stop(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            nonlocal count
             seen[:] = [output]
-            count = getattr(stop, "count", 0) + 1
-            stop.count = count  # type: ignore[attr-defined]
+            count += 1
             if self.calls is not None and count >= self.calls:
                 raise _EarlyExit(output)
 
@@ -62,7 +63,7 @@ class HookedExtractor(nn.Module):
         finally:
             handle.remove()
         if seen:
-            self.calls = getattr(stop, "count", 1)
+            self.calls = count
             return seen[0]
         raise InputError(f"Layer {self.layer!r} was not called during the model's forward pass, so it has no "
                          "output to extract; choose a layer the forward pass uses.")

@@ -267,9 +267,11 @@ def _batchnorm_after(records: list[LayerRecord], position: int, free: Callable[[
     for record in after:
         if record.kind == "batchnorm" and free(record) and _reads(record, conv):
             return record
-    nxt = after[0] if after else None
-    unknown = nxt is not None and (nxt.input is None or conv.output is None)
-    return nxt if unknown and nxt is not None and nxt.kind == "batchnorm" and free(nxt) else None
+    if not after:
+        return None
+    nxt = after[0]
+    unknown = nxt.input is None or conv.output is None  # nothing to read the data flow from
+    return nxt if unknown and nxt.kind == "batchnorm" and free(nxt) else None
 
 
 def _reads(layer: LayerRecord, source: LayerRecord) -> bool:

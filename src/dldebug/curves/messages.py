@@ -80,32 +80,39 @@ def stuck_severity(e: dict[str, Any]) -> Severity:
     ``STUCK_MIN_POINTS`` points (epoch-level logs: a run that converged before its first point looks
     the same). A learning rate of 0 throughout is an error whatever the curve.
     """
+    return Severity.INFO if _stuck_reason(e) in ("steady", "few_points") else Severity.ERROR
+
+
+def _stuck_reason(e: dict[str, Any]) -> str:
+    """Why the curve looks stuck, as far as the curve and the lr tell: the first that applies."""
     if e.get("lr_zero"):
-        return Severity.ERROR
-    if float(e.get("trend_t", 0.0)) <= -STEADY_TREND_T or int(e.get("points", STUCK_MIN_POINTS)) < STUCK_MIN_POINTS:
-        return Severity.INFO
-    return Severity.ERROR
+        return "lr_zero"
+    if float(e.get("trend_t", 0.0)) <= -STEADY_TREND_T:
+        return "steady"
+    if int(e.get("points", STUCK_MIN_POINTS)) < STUCK_MIN_POINTS:
+        return "few_points"
+    return "flat"
 
 
 def _stuck(e: dict[str, Any], name: str, mode: str) -> Finding:
     change = "fall" if mode == "min" else "rise"
-    severity = stuck_severity(e)
+    reason, severity = _stuck_reason(e), stuck_severity(e)
     verdict = "is stuck" if severity is Severity.ERROR else "may only look stuck"
     head = (f"{name} {verdict}: no meaningful {change} from its starting level {_g(e['start_level'])} between steps "
             f"{e['start_step']} and {e['end_step']} (it ended at {_g(e['end_level'])}; the noise called for a "
             f"{change} of at least {_g(e['threshold'])}).")
-    if e.get("lr_zero"):
-        tail = " The learning rate was 0 throughout: nothing can train."
-    elif float(e.get("trend_t", 0.0)) <= -STEADY_TREND_T:
-        tail = (f" It does {change} steadily, though slowly (slope t = {abs(float(e['trend_t'])):.1f}): more steps, "
-                "or a larger learning rate, not a bug so far; an early plateau (lesson 2) looks like this.")
-    elif int(e.get("points", STUCK_MIN_POINTS)) < STUCK_MIN_POINTS:
-        tail = (f" With {e['points']} points (epoch-level logging?) a run that {'fell' if mode == 'min' else 'rose'} "
-                "before its first logged point looks the same: log every few steps from step 0 to tell.")
-    else:
-        tail = (" An early plateau (lesson 2) may still break: if the model over-fits one small batch, keep "
-                "training or start from pretrained low-level features; if it cannot, it is truly stuck.")
-    return Finding("loss.stuck", severity, head + tail, e, fix=_STUCK_FIX, lesson=3)
+    tails = {
+        "lr_zero": " The learning rate was 0 throughout: nothing can train.",
+        "steady": (f" It does {change} steadily, though slowly (slope t = {abs(float(e.get('trend_t', 0.0))):.1f}): "
+                   "more steps, or a larger learning rate, not a bug so far; an early plateau (lesson 2) looks like "
+                   "this."),
+        "few_points": (f" With {e.get('points')} points (epoch-level logging?) a run that "
+                       f"{'fell' if mode == 'min' else 'rose'} before its first logged point looks the same: log "
+                       "every few steps from step 0 to tell."),
+        "flat": (" An early plateau (lesson 2) may still break: if the model over-fits one small batch, keep "
+                 "training or start from pretrained low-level features; if it cannot, it is truly stuck."),
+    }
+    return Finding("loss.stuck", severity, head + tails[reason], e, fix=_STUCK_FIX, lesson=3)
 
 
 _PLATEAU_FIX = ("Nothing is broken. To shorten the plateau, start from pretrained low-level features, check the "

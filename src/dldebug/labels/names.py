@@ -151,21 +151,24 @@ def model_class_names(model: Any) -> list[str] | None:
     id2label = getattr(getattr(model, "config", None), "id2label", None)
     if not isinstance(id2label, Mapping) or not id2label:
         return None
-    by_index: dict[int, str] = {}
-    for key, name in id2label.items():
-        try:
-            index = int(key)  # JSON configs store the ids as strings
-        except (TypeError, ValueError):
-            return None
-        if not isinstance(name, str) or index in by_index:
-            return None
-        by_index[index] = name
-    if sorted(by_index) != list(range(len(by_index))):
+    names = _in_index_order(id2label)  # JSON configs store the ids as strings
+    if names is None or not all(isinstance(n, str) for n in names):
         return None
-    names = [by_index[i] for i in range(len(by_index))]
     if all((m := _DEFAULT_LABEL.fullmatch(n)) is not None and int(m.group(1)) == i for i, n in enumerate(names)):
         return None
     return names
+
+
+def _in_index_order(by_index: Mapping[Any, Any]) -> list[Any] | None:
+    """The values of a ``{index: name}`` mapping in index order; None unless its keys are exactly ``0 .. n-1``
+    (ints or strings of them, no gaps, no index twice)."""
+    try:
+        keys = sorted(by_index, key=int)
+    except (TypeError, ValueError):
+        return None
+    if [int(k) for k in keys] != list(range(len(by_index))):
+        return None
+    return [by_index[k] for k in keys]
 
 
 def read_class_names(path: str | Path) -> list[str]:
@@ -188,14 +191,11 @@ def read_class_names(path: str | Path) -> list[str]:
         except json.JSONDecodeError as exc:
             raise FileFormatError(f"invalid JSON ({exc.msg} at line {exc.lineno}).", path=path) from None
         if isinstance(data, dict):
-            try:
-                keys = sorted(data, key=int)
-            except ValueError:
-                keys = []
-            if [int(k) for k in keys] != list(range(len(data))):
+            ordered = _in_index_order(data)
+            if ordered is None:
                 raise FileFormatError("a JSON object must map every class index '0', '1', ... (no gaps) "
                                       "to a name.", path=path)
-            data = [data[k] for k in keys]
+            data = ordered
         names = [str(n) for n in data]
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
